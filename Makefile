@@ -1,0 +1,45 @@
+# alfine: `make demo` runs the pipeline on a synthetic volume, `make test` runs the tests.
+# Both create .venv and install the pinned dependencies on first use (and again only when
+# pyproject.toml or requirements/ change).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check
+STAMP := $(VENV)/.alfine-installed
+REQUIREMENTS := pyproject.toml $(wildcard requirements/*.txt)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install demo test lint bench images clean
+
+install: $(STAMP)
+
+# torch first, alone: `torch==2.13.0` takes the CPU wheel that lies on these machines; the
+# rest is then installed with every package pinned (requirements/constraints.txt).
+$(STAMP): $(REQUIREMENTS)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "alfine needs Python >= 3.11" >&2; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing torch, then the pinned dependencies and alfine into $(VENV) (log: $(VENV)/install.log)"
+	@{ $(PIP) torch==2.13.0 \
+	  && $(PIP) -c requirements/constraints.txt -r requirements/test.txt \
+	  && $(PIP) --no-deps -e . ; } > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	touch $(STAMP)
+
+demo: $(STAMP)
+	bash examples/local.sh
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lib tools tests
+
+bench: $(STAMP)
+	@echo "make bench: the benchmark suite arrives with issue #9" >&2; exit 2
+
+images:
+	@echo "make images: the container images arrive with issue #8" >&2; exit 2
+
+clean:
+	rm -rf demo .pytest_cache

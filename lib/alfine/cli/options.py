@@ -1,0 +1,37 @@
+"""Option groups that several commands share, defined once.
+
+- :class:`OutputOptions`: how created arrays are stored (chunks, zarr format, shards,
+  compression) and whether a mismatching output may be replaced;
+- :class:`BlockwiseOptions`: the block contract of the ``*-block`` commands (``--roi``,
+  ``--block-shape``, ``--block-id``, ``--list-blocks``, ``--workers``, ``--launcher``).
+"""
+
+import dataclasses
+from typing import Optional
+
+from . import flags
+from .runner import Common
+
+
+@dataclasses.dataclass(kw_only=True)
+class OutputOptions(Common):
+    chunk_shape: tuple = flags.chunk_shape()
+    zarr_format: int = flags.zarr_format()
+    shards: Optional[tuple] = flags.shards()
+    compression: str = flags.compression()
+    overwrite: bool = flags.overwrite()
+
+    def storage(self) -> dict:
+        """The keyword arguments of ``alfine.volumes.prepare_volume`` these options set."""
+        return {"chunk_shape": self.chunk_shape, "zarr_format": self.zarr_format, "shards": self.shards,
+                "compression": self.compression, "overwrite": self.overwrite}
+
+
+@dataclasses.dataclass(kw_only=True)
+class BlockwiseOptions(Common):
+    roi: Optional[object] = flags.region()
+    block_shape: Optional[tuple] = flags.block_shape()
+    block_id: Optional[int] = flags.block_id()
+    list_blocks: bool = flags.list_blocks()
+    workers: int = flags.workers()
+    launcher: Optional[str] = flags.launcher()

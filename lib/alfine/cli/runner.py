@@ -1,0 +1,227 @@
+"""Running a command: flags in, one JSON summary out, exit codes as DESIGN.md says.
+
+A flag's value comes from, in rising priority: the dataclass default, the environment
+variable ``ALFINE_<FLAG>`` (``ALFINE_WORKERS=16``), the ``--config FILE`` JSON object (keys
+are flag names, with ``-`` or ``_``), and the command line. Exit codes: 0 success, 2 bad
+usage or input (one ``error:`` line, no traceback unless ``--debug``), 3 some blocks failed,
+1 anything else.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
+
+from argparse_dataclass import ArgumentParser
+
+from .flags import flag
+
+ENV_PREFIX = "ALFINE_"
+ENV_HELP = (
+    "Any flag's default can be set in the environment as ALFINE_<FLAG> (e.g. ALFINE_WORKERS=16,\n"
+    "ALFINE_NO_PROGRESS=1); --config FILE sets flags from a JSON object; the command line wins.\n"
+    "On success one JSON object summarising the outputs is printed on stdout; logs go to stderr.\n"
+    "Exit codes: 0 done, 2 bad usage or input, 3 some blocks failed (re-run to finish), 1 other errors."
+)
+
+
+@dataclasses.dataclass(kw_only=True)
+class Common:
+    """The flags every command has."""
+
+    config: Optional[str] = flag(None, "JSON file holding any of this command's flags", metavar="FILE")
+    no_progress: bool = flag(False, "no progress bars (also off when stderr is not a terminal)")
+    debug: bool = flag(False, "debug logs, and tracebacks on errors")
+
+
+class UsageError(Exception):
+    """A flag value that cannot be used; reported as ``error:`` with exit code 2."""
+
+
+def _env_name(field: dataclasses.Field) -> str:
+    return ENV_PREFIX + field.name.upper()
+
+
+def _convert(field: dataclasses.Field, hint: Any, value: Any, where: str) -> Any:
+    """``value`` (text from the environment, or JSON from a config file) as the field's type."""
+    parse = field.metadata.get("type")
+    base = _base_type(hint)
+    if value is None and _optional(hint):
+        return None
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise UsageError(f"{where}: expected true or false, got {value!r}")
+    try:
+        if parse is not None:
+            converted = parse(value)
+        elif base in (int, float) and isinstance(value, str):
+            converted = base(value)
+        elif base is float and isinstance(value, int) and not isinstance(value, bool):
+            converted = float(value)
+        elif base in (int, float, str) and not (isinstance(value, base) and not isinstance(value, bool)):
+            raise ValueError(f"expected {base.__name__}, got {value!r}")
+        else:
+            converted = value
+    except Exception as e:  # a parser's own complaint, reworded to name the flag
+        raise UsageError(f"{where}: {getattr(e, 'args', [e])[0] if getattr(e, 'args', None) else e}") from None
+    choices = field.metadata.get("choices")
+    if choices and converted not in choices:
+        raise UsageError(f"{where}: {converted!r} is not one of {', '.join(map(str, choices))}")
+    return converted
+
+
+def _base_type(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
+
+
+def _optional(hint: Any) -> bool:
+    return typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
+
+
+def _flag_name(field: dataclasses.Field) -> str:
+    return "--" + field.name.replace("_", "-")
+
+
+def _config_values(path: str, fields: dict[str, dataclasses.Field], hints: dict) -> dict[str, Any]:
+    from ..configs import read_json
+    from ..errors import ConfigError
+
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object of flags")
+    values = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in fields or name == "config":
+            known = ", ".join(sorted(f for f in fields if f != "config"))
+            raise ConfigError(f"{path}: {key}: unknown key; known keys are {known}")
+        try:
+            values[name] = _convert(fields[name], hints[name], value, f"{path}: {key}")
+        except UsageError as e:
+            raise ConfigError(str(e)) from None
+    return values
+
+
+def build_parser(options_cls: type, prog: str, description: str) -> tuple[argparse.ArgumentParser, set[str]]:
+    """The argument parser of ``options_cls`` and the names of its required flags.
+
+    Required flags are checked after merging (they may come from ``--config`` or the
+    environment), so argparse itself requires nothing.
+    """
+    parser = ArgumentParser(options_cls, prog=prog, description=description, epilog=ENV_HELP,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    required = set()
+    for action in parser._actions:
+        if action.required and action.option_strings:
+            action.required = False
+            action.default = dataclasses.MISSING  # "not given", as for the optional flags
+            required.add(action.dest)
+    # The command's own flags first in --help, then the shared ones.
+    own = set(options_cls.__dict__.get("__annotations__", {}))
+    for group in parser._action_groups:
+        group._group_actions.sort(key=lambda a: a.dest not in own)
+    return parser, required
+
+
+def parse_options(options_cls: type, argv: Sequence[str] | None, prog: str, description: str) -> Any:
+    """The options of one invocation, merged from defaults, environment, config file and argv."""
+    parser, required = build_parser(options_cls, prog, description)
+    namespace, extras = argparse.ArgumentParser.parse_known_args(parser, argv)
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    given = {k: v for k, v in vars(namespace).items() if v is not dataclasses.MISSING}
+    fields = {f.name: f for f in dataclasses.fields(options_cls)}
+    hints = typing.get_type_hints(options_cls)
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        env = os.environ.get(_env_name(field))
+        if env is not None and name != "config":
+            values[name] = _convert(field, hints[name], env, _env_name(field))
+    config_path = given.get("config") or os.environ.get(ENV_PREFIX + "CONFIG")
+    if config_path:
+        values.update(_config_values(config_path, fields, hints))
+    values.update(given)
+    missing = [n for n in fields if n in required and n not in values]
+    if missing:
+        names = ", ".join(_flag_name(fields[n]) for n in missing)
+        env = _env_name(fields[missing[0]])
+        raise UsageError(f"missing {names} (give it on the command line, in --config, or as {env})")
+    return options_cls(**values)
+
+
+def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: Sequence[str] | None = None,
+        prog: str | None = None) -> int:
+    """Parse flags, run ``body(options)``, print its summary as JSON on stdout; the exit code."""
+    prog = prog or os.path.basename(sys.argv[0])
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        options = parse_options(options_cls, argv, prog, description)
+        debug = options.debug
+        logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr, force=True,
+                            format=f"{prog}: %(message)s")
+        from .. import progress
+
+        progress.set_enabled(not options.no_progress)
+        started = time.perf_counter()
+        summary = body(options)
+        summary = {**summary, "seconds": round(time.perf_counter() - started, 3)}
+        sys.stdout.write(json.dumps(summary, default=_json_default) + "\n")
+        sys.stdout.flush()
+        return 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # every failure becomes one line and an exit code
+        code, message = _classify(error)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        elif code == 1:
+            message += " (run with --debug for the traceback)"
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return code
+
+
+def _classify(error: Exception) -> tuple[int, str]:
+    from ..errors import AlfineError
+
+    if isinstance(error, AlfineError):
+        return error.exit_code, str(error)
+    if isinstance(error, UsageError):
+        return 2, str(error)
+    if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
+        return 2, f"{error.strerror or type(error).__name__}: {error.filename or error}"
+    return 1, f"{type(error).__name__}: {error}"
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, tuple | set):
+        return list(value)
+    return str(value)
+
+
+def not_available(name: str, issue: int) -> Callable[[Any], dict]:
+    """The body of a command that a later issue builds: exit 2 with a clear message."""
+
+    def body(options: Any) -> dict:
+        from ..errors import UserError
+
+        raise UserError(f"{name} is not available yet (issue #{issue} builds it); its --help shows what it will take")
+
+    return body

@@ -1,0 +1,63 @@
+"""Shared fixtures: a local S3 endpoint (moto on 127.0.0.1) and a read-only HTTP server."""
+
+import functools
+import http.server
+import os
+import threading
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch, request):
+    """A fresh bucket; endpoint and credentials are set in the environment, as a user would."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    name = "b-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    fs = s3fs.S3FileSystem()
+    fs.mkdir(name)
+    yield name
+    fs.rm(name, recursive=True)
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A directory served read-only over HTTP on 127.0.0.1; yields (directory, base URL)."""
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _no_alfine_environment(monkeypatch):
+    """Tests start without ALFINE_* variables from the calling shell."""
+    for name in list(os.environ):
+        if name.startswith("ALFINE_"):
+            monkeypatch.delenv(name)

@@ -1,0 +1,316 @@
+"""Volumes: URLs, geometry round-trips through every reader, ROI reads and writes, prepare."""
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+from alfine.errors import UserError, VolumeError
+from alfine.volumes import Geometry, open_volume, parse_volume_url, prepare_volume
+from funlib.geometry import Coordinate, Roi
+
+VOXEL_SIZE = (8, 4, 2)
+OFFSET = (40, -12, 6)
+
+
+def _data(shape, dtype=np.uint16):
+    return (np.arange(int(np.prod(shape))) % 60000).reshape(shape).astype(dtype)
+
+
+def _assert_geometry(volume, voxel_size=VOXEL_SIZE, offset=OFFSET, axis_names=("z", "y", "x")):
+    assert tuple(volume.voxel_size) == voxel_size
+    assert tuple(volume.offset) == offset
+    assert volume.geometry.axis_names == axis_names
+    assert volume.geometry.units == ("nm",) * len(voxel_size)
+
+
+# -- URLs ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url, container, path",
+    [
+        ("data.zarr/raw", "data.zarr", "raw"),
+        ("/abs/data.zarr/pred/affs/", "/abs/data.zarr", "pred/affs"),
+        ("s3://bucket/x.zarr/pred/affs", "s3://bucket/x.zarr", "pred/affs"),
+        ("file:///tmp/a.zarr/raw", "file:///tmp/a.zarr", "raw"),
+        ("out/raw", "out", "raw"),
+        ("raw", ".", "raw"),
+        ("x.n5/volumes/raw", "x.n5", "volumes/raw"),
+        ("gs://b/outer.zarr/inner.zarr/raw", "gs://b/outer.zarr/inner.zarr", "raw"),
+    ],
+)
+def test_url_splits_container_and_array(url, container, path):
+    parsed = parse_volume_url(url)
+    assert (parsed.container, parsed.path) == (container, path)
+
+
+@pytest.mark.parametrize("url", ["", "   ", "data.zarr/../etc/raw"])
+def test_bad_urls_are_refused(url):
+    with pytest.raises(VolumeError):
+        parse_volume_url(url)
+
+
+# -- geometry round trips -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("zarr_format, shards", [(2, None), (3, None), (3, (16, 16, 16))])
+def test_funlib_and_ome_attributes_round_trip(tmp_path, zarr_format, shards):
+    roi = Roi(OFFSET, Coordinate(20, 24, 32) * Coordinate(VOXEL_SIZE))
+    url = f"{tmp_path}/d.zarr/raw"
+    volume = prepare_volume(url, roi, VOXEL_SIZE, "uint16", (8, 8, 8), zarr_format=zarr_format, shards=shards)
+    data = _data((20, 24, 32))
+    volume.write(roi, data)
+
+    reopened = open_volume(url)
+    _assert_geometry(reopened)
+    assert reopened.roi == roi
+    np.testing.assert_array_equal(reopened.read(), data)
+    assert reopened.array.metadata.zarr_format == zarr_format
+    if shards:
+        assert tuple(reopened.chunk_shape) == shards
+
+    # The OME-NGFF reader alone (funlib attributes removed) gives the same geometry.
+    array = zarr.open_array(url, mode="r+")
+    for key in ("voxel_size", "offset", "axis_names", "units"):
+        del array.attrs[key]
+    ome_only = open_volume(url)
+    _assert_geometry(ome_only)
+    group = zarr.open_group(f"{tmp_path}/d.zarr", mode="r").attrs.asdict()
+    if zarr_format == 2:
+        assert group["multiscales"][0]["version"] == "0.4"
+    else:
+        assert group["ome"]["version"] == "0.5" and "multiscales" not in group
+
+
+def test_ome_reader_follows_the_0_4_specification(tmp_path):
+    """A zarr v2 image written by another tool: OME 0.4 group attributes, channel axis, micrometres."""
+    group = zarr.open_group(f"{tmp_path}/img.ome.zarr", mode="w", zarr_format=2)
+    group.create_array("0", shape=(2, 10, 10, 10), chunks=(1, 5, 5, 5), dtype="uint8")
+    group.attrs["multiscales"] = [{
+        "version": "0.4",
+        "axes": [{"name": "c", "type": "channel"}]
+        + [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [1, 0.008, 0.004, 0.004]},
+            {"type": "translation", "translation": [0, 0.4, 0.0, 1.2]}]}],
+    }]
+    for url in (f"{tmp_path}/img.ome.zarr/0", f"{tmp_path}/img.ome.zarr"):  # the array, or the image group
+        volume = open_volume(url)
+        assert tuple(volume.voxel_size) == (8, 4, 4)
+        assert tuple(volume.offset) == (400, 0, 1200)
+        assert volume.geometry.units == ("nm", "nm", "nm")
+        assert volume.geometry.axis_names == ("c^", "z", "y", "x")
+        assert volume.channel_shape == (2,)
+
+
+def test_ome_0_5_reader_on_a_foreign_v3_image(tmp_path):
+    group = zarr.open_group(f"{tmp_path}/img.zarr", mode="w", zarr_format=3)
+    group.create_array("s0", shape=(10, 10, 10), chunks=(5, 5, 5), dtype="uint8")
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": n, "type": "space", "unit": "nanometer"} for n in "zyx"],
+        "datasets": [{"path": "s0", "coordinateTransformations": [
+            {"type": "scale", "scale": list(map(float, VOXEL_SIZE))},
+            {"type": "translation", "translation": list(map(float, OFFSET))}]}],
+    }]}
+    _assert_geometry(open_volume(f"{tmp_path}/img.zarr/s0"))
+
+
+def test_legacy_funlib_resolution_attribute(tmp_path):
+    array = zarr.create_array(f"{tmp_path}/old.zarr/raw", shape=(3, 4, 5), chunks=(3, 4, 5), dtype="uint8",
+                              zarr_format=2)
+    array.attrs.update({"resolution": list(VOXEL_SIZE), "offset": list(OFFSET)})
+    _assert_geometry(open_volume(f"{tmp_path}/old.zarr/raw"))
+
+
+@pytest.mark.parametrize("style", ["funlib", "bigdataviewer"])
+def test_n5_reader_reverses_xyz(tmp_path, style):
+    """N5 lists dimensions and attributes x,y,z; alfine reads z,y,x."""
+    import tensorstore as ts
+
+    data = _data((6, 7, 8), np.uint8)  # z, y, x
+    spec = {"driver": "n5", "kvstore": {"driver": "file", "path": f"{tmp_path}/d.n5"}, "path": "raw",
+            "metadata": {"dimensions": [8, 7, 6], "blockSize": [4, 4, 4], "dataType": "uint8",
+                         "compression": {"type": "gzip"}}}
+    store = ts.open(spec, create=True).result()
+    store.write(data.T).result()
+    attrs_path = tmp_path / "d.n5" / "raw" / "attributes.json"
+    attrs = json.loads(attrs_path.read_text())
+    if style == "funlib":
+        attrs.update(resolution=list(VOXEL_SIZE)[::-1], offset=list(OFFSET)[::-1])
+    else:
+        attrs.update(pixelResolution={"dimensions": list(VOXEL_SIZE)[::-1], "unit": "nm"}, offset=list(OFFSET)[::-1])
+    attrs_path.write_text(json.dumps(attrs))
+
+    volume = open_volume(f"{tmp_path}/d.n5/raw")
+    _assert_geometry(volume)
+    np.testing.assert_array_equal(volume.read(), data)
+    sub = Roi(Coordinate(OFFSET) + Coordinate(VOXEL_SIZE) * Coordinate(1, 2, 3), Coordinate(VOXEL_SIZE) * 2)
+    np.testing.assert_array_equal(volume.read(sub), data[1:3, 2:4, 3:5])
+    with pytest.raises(VolumeError, match="read-only"):
+        open_volume(f"{tmp_path}/d.n5/raw", mode="r+")
+
+
+def test_channels_come_first(tmp_path):
+    roi = Roi((0, 0, 0), (16, 16, 16))
+    volume = prepare_volume(f"{tmp_path}/p.zarr/affs", roi, (2, 2, 2), "float32", (4, 4, 4), channels=(3,))
+    data = np.random.default_rng(0).random((3, 8, 8, 8), dtype=np.float32)
+    volume.write(roi, data)
+    reopened = open_volume(f"{tmp_path}/p.zarr/affs")
+    assert reopened.geometry.axis_names == ("c^", "z", "y", "x")
+    assert reopened.channel_shape == (3,) and tuple(reopened.chunk_shape) == (4, 4, 4)
+    part = Roi((4, 0, 8), (4, 16, 2))
+    np.testing.assert_array_equal(reopened.read(part), data[:, 2:4, :, 4:5])
+
+
+def test_two_dimensional_volume(tmp_path):
+    roi = Roi((4, 8), (20, 40))
+    volume = prepare_volume(f"{tmp_path}/2d.zarr/img", roi, (2, 4), "uint8", (8, 8))
+    volume.write(roi, _data((10, 10), np.uint8))
+    reopened = open_volume(f"{tmp_path}/2d.zarr/img")
+    assert reopened.geometry.axis_names == ("y", "x") and reopened.roi == roi
+
+
+# -- reading and writing regions ------------------------------------------------------------------
+
+
+@pytest.fixture
+def volume(tmp_path):
+    roi = Roi(OFFSET, Coordinate(10, 12, 14) * Coordinate(VOXEL_SIZE))
+    v = prepare_volume(f"{tmp_path}/v.zarr/raw", roi, VOXEL_SIZE, "uint16", (4, 4, 4))
+    v.write(roi, _data((10, 12, 14)))
+    return v
+
+
+def test_read_fills_outside_only_when_asked(volume):
+    vs = Coordinate(VOXEL_SIZE)
+    outside = Roi(volume.roi.begin - vs * 2, vs * 4)
+    with pytest.raises(VolumeError, match="outside the volume"):
+        volume.read(outside)
+    padded = volume.read(outside, fill_value=7)
+    expected = np.full((4, 4, 4), 7, np.uint16)
+    expected[2:, 2:, 2:] = _data((10, 12, 14))[:2, :2, :2]
+    np.testing.assert_array_equal(padded, expected)
+    far = Roi(volume.roi.end + vs, vs * 2)
+    assert (volume.read(far, fill_value=3) == 3).all()
+
+
+def test_misaligned_regions_are_refused(volume):
+    with pytest.raises(UserError, match="not aligned"):
+        volume.read(Roi(Coordinate(OFFSET) + Coordinate(1, 0, 0), (8, 4, 2)))
+    with pytest.raises(UserError, match="not aligned"):
+        volume.read(Roi(OFFSET, (8, 4, 3)))
+
+
+def test_writes_are_checked(volume, tmp_path):
+    roi = Roi(OFFSET, Coordinate(VOXEL_SIZE) * 2)
+    with pytest.raises(VolumeError, match="shape"):
+        volume.write(roi, np.zeros((3, 2, 2)))
+    with pytest.raises(VolumeError, match="outside"):
+        volume.write(Roi(volume.roi.end, Coordinate(VOXEL_SIZE)), np.zeros((1, 1, 1)))
+    with pytest.raises(VolumeError, match="read-only"):
+        open_volume(volume.url.url).write(roi, np.zeros((2, 2, 2)))
+
+
+def test_missing_volume_names_the_url(tmp_path):
+    with pytest.raises(VolumeError, match="no zarr array or group"):
+        open_volume(f"{tmp_path}/nothing.zarr/raw")
+    prepare_volume(f"{tmp_path}/c.zarr/raw", Roi((0, 0, 0), (4, 4, 4)), (1, 1, 1), "uint8", (4, 4, 4))
+    with pytest.raises(VolumeError, match="labels: no zarr array"):
+        open_volume(f"{tmp_path}/c.zarr/labels")
+
+
+# -- prepare: reopen what matches, refuse what does not ---------------------------------------------
+
+
+def test_prepare_reopens_a_matching_volume_and_keeps_its_data(volume):
+    again = prepare_volume(volume.url.url, volume.roi, VOXEL_SIZE, "uint16", (4, 4, 4))
+    np.testing.assert_array_equal(again.read(), _data((10, 12, 14)))
+    assert again.writable
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"dtype": "uint8"}, "dtype"),
+        ({"chunk_shape": (2, 4, 4)}, "chunks"),
+        ({"voxel_size": (4, 4, 2)}, "voxel_size"),
+        ({"roi_shift": (8, 0, 0)}, "offset"),
+        ({"channels": (2,)}, "shape"),
+    ],
+)
+def test_prepare_refuses_a_mismatch_naming_both(volume, change, named):
+    kwargs = {"dtype": "uint16", "chunk_shape": (4, 4, 4), "voxel_size": VOXEL_SIZE, "channels": ()}
+    roi = volume.roi
+    if "roi_shift" in change:
+        roi = roi.shift(Coordinate(change.pop("roi_shift")))
+    kwargs.update(change)
+    with pytest.raises(VolumeError, match=f"exists with .*{named}=.*this step writes .*{named}="):
+        prepare_volume(volume.url.url, roi, **kwargs)
+    # The existing data is untouched, and --overwrite replaces it.
+    np.testing.assert_array_equal(open_volume(volume.url.url).read(), _data((10, 12, 14)))
+    replaced = prepare_volume(volume.url.url, roi, overwrite=True, **kwargs)
+    assert str(replaced.dtype) == str(np.dtype(kwargs["dtype"]))
+
+
+def test_prepare_refuses_bad_requests(tmp_path):
+    roi = Roi((0, 0, 0), (8, 8, 8))
+    with pytest.raises(VolumeError, match="sharding needs zarr format 3"):
+        prepare_volume(f"{tmp_path}/a.zarr/x", roi, (1, 1, 1), "uint8", (4, 4, 4), shards=(8, 8, 8))
+    with pytest.raises(VolumeError, match="names a container"):
+        prepare_volume(f"{tmp_path}/a.zarr", roi, (1, 1, 1), "uint8", (4, 4, 4))
+    with pytest.raises(UserError, match="not aligned"):
+        prepare_volume(f"{tmp_path}/a.zarr/x", roi, (3, 1, 1), "uint8", (4, 4, 4))
+    with pytest.raises(VolumeError, match="compression"):
+        prepare_volume(f"{tmp_path}/a.zarr/x", roi, (1, 1, 1), "uint8", (4, 4, 4), compression="lz9")
+
+
+def test_zstd_compression_is_the_default(tmp_path):
+    prepare_volume(f"{tmp_path}/a.zarr/x", Roi((0, 0, 0), (8, 8, 8)), (1, 1, 1), "uint64", (4, 4, 4))
+    meta = json.loads((tmp_path / "a.zarr" / "x" / ".zarray").read_text())
+    assert meta["compressor"]["id"] == "blosc" and meta["compressor"]["cname"] == "zstd"
+    assert meta["dimension_separator"] == "/"
+
+
+def test_geometry_default_marks_channels():
+    assert Geometry.default(4).axis_names == ("c^", "z", "y", "x")
+    assert Geometry.default(5, 3).axis_names == ("c0^", "c1^", "z", "y", "x")
+
+
+# -- other stores -------------------------------------------------------------------------------------
+
+
+def test_s3_round_trip_through_the_environment(s3_bucket):
+    """Endpoint and credentials come from the environment (AWS_ENDPOINT_URL, AWS_*), never from alfine."""
+    url = f"s3://{s3_bucket}/data.zarr/raw"
+    roi = Roi(OFFSET, Coordinate(8, 8, 8) * Coordinate(VOXEL_SIZE))
+    volume = prepare_volume(url, roi, VOXEL_SIZE, "uint16", (4, 4, 4))
+    data = _data((8, 8, 8))
+    volume.write(roi, data)
+    reopened = open_volume(url)
+    _assert_geometry(reopened)
+    np.testing.assert_array_equal(reopened.read(), data)
+    again = prepare_volume(url, roi, VOXEL_SIZE, "uint16", (4, 4, 4))  # reopens
+    np.testing.assert_array_equal(again.read(), data)
+
+
+def test_memory_and_file_urls(tmp_path):
+    for url in ("memory://m.zarr/raw", f"file://{tmp_path}/f.zarr/raw"):
+        roi = Roi(OFFSET, Coordinate(4, 4, 4) * Coordinate(VOXEL_SIZE))
+        prepare_volume(url, roi, VOXEL_SIZE, "uint16", (2, 2, 2)).write(roi, _data((4, 4, 4)))
+        reopened = open_volume(url)
+        _assert_geometry(reopened)
+        np.testing.assert_array_equal(reopened.read(), _data((4, 4, 4)))
+
+
+def test_http_is_read_only(http_root):
+    directory, base = http_root
+    roi = Roi(OFFSET, Coordinate(6, 6, 6) * Coordinate(VOXEL_SIZE))
+    prepare_volume(f"{directory}/web.zarr/raw", roi, VOXEL_SIZE, "uint16", (4, 4, 4)).write(roi, _data((6, 6, 6)))
+    volume = open_volume(f"{base}/web.zarr/raw")
+    _assert_geometry(volume)
+    np.testing.assert_array_equal(volume.read(), _data((6, 6, 6)))
+    with pytest.raises(VolumeError, match="read-only"):
+        open_volume(f"{base}/web.zarr/raw", mode="r+")
+    with pytest.raises(VolumeError, match="cannot create"):
+        prepare_volume(f"{base}/web.zarr/other", roi, VOXEL_SIZE, "uint8", (4, 4, 4))
