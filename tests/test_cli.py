@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from alfine.cli import UsageError, parse_options
 
 COMMANDS = ["synthesize", "make-targets", "train", "validate", "evaluate", "export-model", "predict-block",

@@ -5,6 +5,7 @@ import json
 from typing import ClassVar, Literal, Optional, Union
 
 import pytest
+
 from alfine.configs import ConfigStore, Tagged, check_name, from_dict, load, to_dict
 from alfine.errors import ConfigError, StoreError
 

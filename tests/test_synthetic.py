@@ -6,8 +6,9 @@ import itertools
 
 import numpy as np
 import pytest
-from alfine.synthetic import SyntheticParams, generate_block
 from scipy import ndimage
+
+from alfine.synthetic import SyntheticParams, generate_block
 
 KEYS = ("raw", "labels", "classes", "mask")
 

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 import zarr
+from funlib.geometry import Coordinate, Roi
+
 from alfine.errors import UserError, VolumeError
 from alfine.volumes import Geometry, open_volume, parse_volume_url, prepare_volume
-from funlib.geometry import Coordinate, Roi
 
 VOXEL_SIZE = (8, 4, 2)
 OFFSET = (40, -12, 6)
