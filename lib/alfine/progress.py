@@ -13,9 +13,13 @@ def set_enabled(enabled: bool) -> None:
     _enabled = enabled
 
 
+def enabled() -> bool:
+    """Whether progress bars are shown: on, and stderr is a terminal."""
+    return _enabled and sys.stderr.isatty()
+
+
 def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it"):
     """A tqdm progress bar over ``iterable``, or a disabled one that still counts."""
     from tqdm import tqdm
 
-    enabled = _enabled and sys.stderr.isatty()
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled(), file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,7 @@
+"""Blockwise processing: layouts with ids 0..N-1, done markers, and running on daisy."""
+
+from .layout import Block, BlockLayout, check_chunk_aligned
+from .markers import DoneMarkers, markers_url_for
+from .runner import run_blocks
+
+__all__ = ["Block", "BlockLayout", "DoneMarkers", "check_chunk_aligned", "markers_url_for", "run_blocks"]

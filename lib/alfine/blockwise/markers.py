@@ -1,0 +1,62 @@
+"""Done markers: which blocks of a layout are finished, kept beside the output.
+
+A marker directory holds ``layout.json`` (the layout that started the output) and one empty
+file per finished block under ``done/``. Re-running with the same layout skips finished
+blocks; a different layout is refused rather than mixed. Works on any fsspec URL.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import UserError
+from .layout import BlockLayout
+
+
+class DoneMarkers:
+    """The finished blocks of ``layout`` for one output, recorded under ``url``."""
+
+    def __init__(self, url: str, layout: BlockLayout):
+        import fsspec
+
+        self.url = url.rstrip("/")
+        self.layout = layout
+        self.fs, self.path = fsspec.core.url_to_fs(self.url)
+
+    def start(self) -> None:
+        """Record the layout, or check it against the recorded one (refusing a mismatch)."""
+        layout_file = f"{self.path}/layout.json"
+        mine = self.layout.to_json()
+        if self.fs.exists(layout_file):
+            theirs = json.loads(self.fs.cat_file(layout_file))
+            if theirs != mine:
+                raise UserError(
+                    f"{self.url}: this output was started with blocks {theirs}, this run asks for {mine}; "
+                    "re-run with the same --roi/--block-shape, or remove the output and its markers to start over"
+                )
+            return
+        self.fs.makedirs(f"{self.path}/done", exist_ok=True)
+        self.fs.pipe_file(layout_file, (json.dumps(mine, indent=2) + "\n").encode())
+
+    def done_ids(self) -> set[int]:
+        """The ids of the finished blocks."""
+        folder = f"{self.path}/done"
+        if not self.fs.exists(folder):
+            return set()
+        names = (p.rpartition("/")[2] for p in self.fs.ls(folder, detail=False))
+        return {int(n) for n in names if n.isdigit()}
+
+    def mark(self, block_id: int) -> None:
+        """Record block ``block_id`` as finished (call after its output is written)."""
+        self.fs.pipe_file(f"{self.path}/done/{block_id}", b"")
+
+    def is_done(self, block_id: int) -> bool:
+        return self.fs.exists(f"{self.path}/done/{block_id}")
+
+
+def markers_url_for(output_url: str) -> str:
+    """Where the markers of the output volume ``output_url`` live: ``CONTAINER/.alfine-blocks/ARRAY``."""
+    from ..volumes import parse_volume_url
+
+    parsed = parse_volume_url(output_url)
+    return f"{parsed.container}/.alfine-blocks/{parsed.path}"

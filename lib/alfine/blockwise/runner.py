@@ -1,0 +1,139 @@
+"""Running a block function over a layout: one block, or all of them on daisy.
+
+The block function receives a :class:`~alfine.blockwise.layout.Block` and writes its
+output; it knows nothing about daisy, workers or markers. Finished blocks are recorded
+(:class:`~alfine.blockwise.markers.DoneMarkers`) and skipped by a re-run. Worker processes
+stay alive for many blocks, so a function can cache expensive setup (a model) per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from .. import progress
+from ..errors import BlocksFailed, UserError
+from .layout import Block, BlockLayout
+from .markers import DoneMarkers
+
+log = logging.getLogger(__name__)
+
+
+class _DaisyBlockFunction:
+    """The per-block function daisy calls (pickled to each worker): process, then mark done."""
+
+    def __init__(self, layout: BlockLayout, process: Callable[[Block], None], markers_url: str):
+        self.layout = layout
+        self.process = process
+        self.markers_url = markers_url
+
+    def __call__(self, daisy_block) -> None:
+        block = self.layout.block(self.layout.block_id_of(daisy_block.write_roi))
+        self.process(block)
+        DoneMarkers(self.markers_url, self.layout).mark(block.id)
+
+
+def run_blocks(
+    name: str,
+    layout: BlockLayout,
+    process: Callable[[Block], None],
+    markers: DoneMarkers,
+    workers: int = 1,
+    block_id: int | None = None,
+    launcher: str | None = None,
+    max_retries: int = 2,
+) -> dict:
+    """Process ``block_id`` alone, or every block not yet done with ``workers`` processes.
+
+    Returns counts of blocks (``blocks``, ``processed``, ``skipped``); raises
+    :class:`~alfine.errors.BlocksFailed` when blocks still fail after ``max_retries``
+    (finished blocks are kept, so the same command finishes the job).
+    """
+    if launcher:
+        raise UserError("--launcher is not available yet (issue #8 builds it); use --workers or --block-id")
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    markers.start()
+    if block_id is not None:
+        block = layout.block(block_id)
+        if markers.is_done(block.id):
+            log.info("block %d is already done", block.id)
+            return {"blocks": 1, "processed": 0, "skipped": 1}
+        process(block)
+        markers.mark(block.id)
+        return {"blocks": 1, "processed": 1, "skipped": 0}
+    done = markers.done_ids()
+    total = len(layout)
+    if len(done) >= total:
+        log.info("all %d blocks are already done", total)
+        return {"blocks": total, "processed": 0, "skipped": total}
+    if done:
+        log.info("resuming: %d of %d blocks are already done", len(done), total)
+    if workers == 1:
+        return _run_here(name, layout, process, markers, done, max_retries)
+    return _run_daisy(name, layout, process, markers, done, workers, max_retries)
+
+
+def _failed(name: str, failed: int, total: int, max_retries: int, error: str) -> BlocksFailed:
+    return BlocksFailed(f"{name}: {failed} of {total} blocks failed after {max_retries} retries (first error: "
+                        f"{error}); finished blocks are kept, re-run the same command to finish")
+
+
+def _run_here(name, layout, process, markers, done, max_retries) -> dict:
+    """All blocks not done, in this process, in id order (one worker: no scheduler needed)."""
+    todo = [i for i in range(len(layout)) if i not in done]
+    failures: list[str] = []
+    for block_id in progress.bar(todo, desc=name, unit="block"):
+        block = layout.block(block_id)
+        for attempt in range(max_retries + 1):
+            try:
+                process(block)
+            except Exception as e:  # a block's failure must not stop the others
+                log.warning("block %d failed (attempt %d of %d): %s: %s", block_id, attempt + 1, max_retries + 1,
+                            type(e).__name__, e)
+                if attempt == max_retries:
+                    failures.append(f"block {block_id}: {type(e).__name__}: {e}")
+            else:
+                markers.mark(block_id)
+                break
+    if failures:
+        raise _failed(name, len(failures), len(layout), max_retries, failures[0])
+    return {"blocks": len(layout), "processed": len(todo), "skipped": len(done)}
+
+
+def _run_daisy(name, layout, process, markers, done, workers, max_retries) -> dict:
+    import daisy
+
+    total = len(layout)
+    skip = np.zeros(layout.grid_shape, dtype=np.uint8)
+    skip.reshape(-1)[sorted(done)] = 1
+    task = daisy.Task(
+        name,
+        layout.roi.grow(layout.context, layout.context),
+        daisy.Roi((0,) * layout.roi.dims, layout.block_shape + layout.context * 2),
+        daisy.Roi(layout.context, layout.block_shape),
+        process_function=_DaisyBlockFunction(layout, process, markers.url),
+        read_write_conflict=False,
+        fit="shrink",
+        max_workers=workers,
+        max_retries=max_retries,
+        timeout=math.inf,
+        skip_mask=skip,
+    )
+    if tuple(task.block_grid_shape) != layout.grid_shape:  # the ids of both must agree
+        raise RuntimeError(f"daisy's block grid {task.block_grid_shape} differs from alfine's {layout.grid_shape}")
+    try:
+        states = daisy.run_blockwise(task, multiprocessing=True, progress=progress.enabled(),
+                                     summary=False, return_states=True, host="127.0.0.1")
+    except RuntimeError as e:  # daisy gives up when workers keep dying
+        raise BlocksFailed(f"{name}: workers kept failing ({e}); finished blocks are kept, re-run to finish") from None
+    state = states[name]
+    failed = state.failed_count + state.orphaned_count
+    if failed:
+        error = str(state.first_worker_error or "unknown").strip().splitlines()[-1]
+        raise _failed(name, failed, total, max_retries, error)
+    log.debug("daisy: completed %s, skipped %s", state.completed_count, state.skipped_count)
+    return {"blocks": total, "processed": int(state.completed_count - state.skipped_count), "skipped": len(done)}

@@ -1,0 +1,137 @@
+"""Blockwise processing: block ids and geometry, resuming, failures, one-block runs, daisy workers."""
+
+import numpy as np
+import pytest
+from funlib.geometry import Coordinate, Roi
+
+from alfine.blockwise import BlockLayout, DoneMarkers, check_chunk_aligned, markers_url_for, run_blocks
+from alfine.errors import BlocksFailed, UserError
+from alfine.volumes import open_volume, prepare_volume
+
+ROI = Roi((8, 0, -16), (40, 24, 40))  # world units; voxel size (4, 4, 8) -> 10 x 6 x 5 voxels
+VOXEL = (4, 4, 8)
+
+
+def _layout(block=(16, 12, 16), context=(4, 0, 8)):
+    return BlockLayout(ROI, Coordinate(block), Coordinate(context))
+
+
+def test_blocks_tile_the_region_in_c_order():
+    layout = _layout()
+    assert layout.grid_shape == (3, 2, 3) and len(layout) == 18
+    first, second, last = layout.block(0), layout.block(1), layout.block(17)
+    assert first.write_roi == Roi((8, 0, -16), (16, 12, 16))
+    assert first.read_roi == Roi((4, 0, -24), (24, 12, 32))
+    assert second.write_roi.begin == Coordinate(8, 0, 0)  # x moves fastest
+    assert layout.block(3).write_roi.begin == Coordinate(8, 12, -16)
+    assert last.write_roi == Roi((40, 12, 16), (8, 12, 8))  # cut to the region
+    covered = np.zeros(ROI.shape / Coordinate(4, 4, 8), dtype=int)
+    for block in layout:
+        assert layout.block_id_of(block.write_roi) == block.id
+        index = tuple(slice(b, e) for b, e in zip((block.write_roi.begin - ROI.begin) / Coordinate(VOXEL),
+                                                  (block.write_roi.end - ROI.begin) / Coordinate(VOXEL), strict=True))
+        covered[index] += 1
+    assert (covered == 1).all()
+
+
+def test_bad_layouts_and_ids_are_refused():
+    with pytest.raises(UserError, match="out of range: this layout has blocks 0..17"):
+        _layout().block(18)
+    with pytest.raises(UserError, match="must have the 3 axes"):
+        BlockLayout(ROI, Coordinate(8, 8), Coordinate(0, 0, 0))
+    assert _layout().fingerprint != _layout(context=(0, 0, 0)).fingerprint
+
+
+def test_chunk_alignment_is_checked():
+    check_chunk_aligned(_layout(), Coordinate(8, 12, 16), ROI.begin, "out")
+    with pytest.raises(UserError, match="two workers would write one chunk"):
+        check_chunk_aligned(_layout(), Coordinate(12, 12, 16), ROI.begin, "out")
+
+
+class WriteBlockId:
+    """A block function: writes id + 1 into its write region; fails on `fail_on`."""
+
+    def __init__(self, url, fail_on=()):
+        self.url, self.fail_on = url, set(fail_on)
+
+    def __call__(self, block):
+        if block.id in self.fail_on:
+            raise ValueError(f"block {block.id} is broken")
+        volume = open_volume(self.url, mode="r+")
+        shape = block.write_roi.shape / volume.voxel_size
+        volume.write(block.write_roi, np.full(shape, block.id + 1, dtype=np.uint16))
+
+
+def _expected(layout, skip=()):
+    out = np.zeros(ROI.shape / Coordinate(VOXEL), np.uint16)
+    for block in layout:
+        if block.id not in skip:
+            begin = (block.write_roi.begin - ROI.begin) / Coordinate(VOXEL)
+            end = (block.write_roi.end - ROI.begin) / Coordinate(VOXEL)
+            out[tuple(slice(b, e) for b, e in zip(begin, end, strict=True))] = block.id + 1
+    return out
+
+
+@pytest.fixture
+def output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # daisy's worker logs
+    url = f"{tmp_path}/out.zarr/ids"
+    prepare_volume(url, ROI, VOXEL, "uint16", (4, 3, 2))
+    return url
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_block_runs_once_and_is_marked(output, workers):
+    layout = _layout()
+    markers = DoneMarkers(markers_url_for(output), layout)
+    summary = run_blocks("ids", layout, WriteBlockId(output), markers, workers=workers)
+    assert summary == {"blocks": 18, "processed": 18, "skipped": 0}
+    np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
+    assert markers.done_ids() == set(range(18))
+
+
+def test_a_rerun_skips_finished_blocks(output):
+    layout = _layout()
+    markers = DoneMarkers(markers_url_for(output), layout)
+    markers.start()
+    for block_id in (0, 5, 17):
+        markers.mark(block_id)  # "finished" earlier, though nothing was written
+    summary = run_blocks("ids", layout, WriteBlockId(output), markers, workers=2)
+    assert summary == {"blocks": 18, "processed": 15, "skipped": 3}
+    np.testing.assert_array_equal(open_volume(output).read(), _expected(layout, skip={0, 5, 17}))
+    assert run_blocks("ids", layout, WriteBlockId(output), markers) == {"blocks": 18, "processed": 0, "skipped": 18}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failing_blocks_raise_and_keep_the_rest(output, workers):
+    layout = _layout()
+    markers = DoneMarkers(markers_url_for(output), layout)
+    with pytest.raises(BlocksFailed, match=r"2 of 18 blocks failed .*block (4|9) is broken.*re-run") as failure:
+        run_blocks("ids", layout, WriteBlockId(output, fail_on={4, 9}), markers, workers=workers, max_retries=1)
+    assert failure.value.exit_code == 3
+    assert markers.done_ids() == set(range(18)) - {4, 9}
+    np.testing.assert_array_equal(open_volume(output).read(), _expected(layout, skip={4, 9}))
+    summary = run_blocks("ids", layout, WriteBlockId(output), markers, workers=workers)
+    assert summary == {"blocks": 18, "processed": 2, "skipped": 16}
+    np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
+
+
+def test_one_block_at_a_time_as_a_job_array_would(output):
+    layout = _layout()
+    markers = DoneMarkers(markers_url_for(output), layout)
+    for block_id in reversed(range(len(layout))):
+        assert run_blocks("ids", layout, WriteBlockId(output), markers, block_id=block_id)["processed"] == 1
+    assert run_blocks("ids", layout, WriteBlockId(output), markers, block_id=3) == {
+        "blocks": 1, "processed": 0, "skipped": 1}
+    np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
+
+
+def test_a_changed_layout_is_refused(output):
+    run_blocks("ids", _layout(), WriteBlockId(output), DoneMarkers(markers_url_for(output), _layout()), block_id=0)
+    other = _layout(block=(8, 12, 16))
+    with pytest.raises(UserError, match="this output was started with blocks"):
+        run_blocks("ids", other, WriteBlockId(output), DoneMarkers(markers_url_for(output), other))
+
+
+def test_markers_live_beside_the_output():
+    assert markers_url_for("s3://b/x.zarr/pred/affs") == "s3://b/x.zarr/.alfine-blocks/pred/affs"
