@@ -1,0 +1,1 @@
+"""Targets: pure numpy functions from labels to what a network learns, with where it is known."""
