@@ -184,6 +184,9 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`... | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:  # every failure becomes one line and an exit code
         code, message = _classify(error)
         if debug:

@@ -70,6 +70,11 @@ class TaskConfig(Tagged):
     def num_channels(self) -> int:
         return len(self.channel_names())
 
+    @property
+    def dims(self) -> int | None:
+        """The spatial dimensions the task is for, or None for any."""
+        return None
+
     def targets(self, labels: np.ndarray, voxel_size, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(target, known)``, float32 ``[num_channels, *labels.shape]``; ``known`` is 0 where a
         target depends on labels outside the array or outside ``mask``."""

@@ -1,0 +1,47 @@
+"""What the blockwise commands share: choosing the region and layout, listing blocks, running them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+from funlib.geometry import Coordinate, Roi
+
+from ..blockwise import Block, BlockLayout, DoneMarkers, check_chunk_aligned, markers_url_for, run_blocks
+from ..errors import UserError
+from ..geometry import check_aligned, format_roi
+from ..volumes import Volume
+
+
+def region(source: Volume, roi: Roi | None) -> Roi:
+    """``roi`` (default: all of ``source``), checked to lie on its voxel grid and inside it."""
+    if roi is None:
+        return source.roi
+    check_aligned(roi, source.voxel_size, source.offset, "--roi")
+    if not source.roi.contains(roi):
+        raise UserError(f"--roi {format_roi(roi)} is not inside {source.url.url} ({format_roi(source.roi)})")
+    return roi
+
+
+def layout(roi: Roi, voxel_size: Coordinate, block_shape, default_block, context: Coordinate) -> BlockLayout:
+    """Blocks of ``block_shape`` voxels (default ``default_block``) over ``roi``, reading ``context`` more."""
+    shape = Coordinate(block_shape or default_block)
+    if len(shape) != roi.dims:
+        raise UserError(f"--block-shape {tuple(shape)} has {len(shape)} axes, the volume {roi.dims}")
+    return BlockLayout(roi, shape * voxel_size, context)
+
+
+def print_blocks(blocks: BlockLayout) -> dict:
+    """Write one JSON line per block to stdout (``--list-blocks``); the summary of the listing."""
+    for block in blocks:
+        sys.stdout.write(json.dumps(block.describe()) + "\n")
+    return {"blocks": len(blocks), "roi": format_roi(blocks.roi), "block_shape": list(blocks.block_shape)}
+
+
+def run(name: str, blocks: BlockLayout, output: Volume, process: Callable[[Block], None], options) -> dict:
+    """Run ``process`` over ``blocks`` writing ``output`` under the block contract of ``options``."""
+    check_chunk_aligned(blocks, output.chunk_shape * output.voxel_size, output.offset, output.url.url)
+    markers = DoneMarkers(markers_url_for(output.url.url), blocks)
+    return run_blocks(name, blocks, process, markers, workers=options.workers, block_id=options.block_id,
+                      launcher=options.launcher)
