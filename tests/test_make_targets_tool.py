@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from funlib.geometry import Roi
 
 from alfine.synthetic import SyntheticParams, generate_block
 from alfine.tasks import task_from_dict
 from alfine.volumes import open_volume, prepare_volume
 from alfine_tools.make_targets import main
-from funlib.geometry import Roi
 
 VOXEL = (8, 4, 4)
 SHAPE = (24, 48, 48)

@@ -14,6 +14,7 @@ function of world position only; instance ids and the mask are relative to the v
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -163,10 +164,13 @@ def _voronoi(
     tree = cKDTree(seeds)
     nearest, _ = tree.query(centre)
     eps = 1e-9 * (1 + np.abs(seeds).max())
-    lists = tree.query_ball_point(centre, nearest + 2 * half + 2 * d_cut + 2 * eps)
-    cand = np.full((len(lists), max(len(c) for c in lists)), len(seeds), dtype=np.int64)  # padding: far away
-    for row, c in zip(cand, lists, strict=True):
-        row[: len(c)] = sorted(c)
+    lists = tree.query_ball_point(centre, nearest + 2 * half + 2 * d_cut + 2 * eps, return_sorted=True)
+    counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    found = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=counts.sum())
+    cand = np.full((len(lists), counts.max()), len(seeds), dtype=np.int64)  # padding: a seed far away
+    cand[
+        np.arange(len(lists)).repeat(counts), np.arange(counts.sum()) - (np.cumsum(counts) - counts).repeat(counts)
+    ] = found
     # A seed matters for a point only if its distance is at most the nearest one's + 2 d_cut (a
     # bisector is at least half the difference away); prune with the tile's bounding box.
     padded = np.concatenate([seeds, np.full((1, seeds.shape[1]), 1e100)])
@@ -180,37 +184,38 @@ def _voronoi(
     k = counts.max()
     cand = np.where(np.arange(k) < counts[:, None], np.take_along_axis(cand, first[:, :k], axis=1), len(seeds))
     pos = padded[cand]
-    pair = 2 * np.sqrt(sum((c[:, :, None] - c[:, None, :]) ** 2 for c in pos.transpose(2, 0, 1))).reshape(-1)
     index = np.empty(qt[0].shape, dtype=np.int64)
     dist = np.empty(qt[0].shape, dtype=np.float32)
-    # Brute force over chunks of tiles with similar candidate counts, a few hundred kB at a time.
-    order = np.argsort(counts, kind="stable")
-    begin = 0
+    # Brute force over chunks of tiles with the same candidate count, a few hundred kB at a time.
+    chunks = []
+    for n in np.unique(counts):
+        same, size = np.flatnonzero(counts == n), max(1, (1 << 16) // (n * (qt[0].shape[1] + n)))
+        chunks += [same[i : i + size] for i in range(0, len(same), size)]
     with np.errstate(divide="ignore", invalid="ignore"):
-        while begin < len(order):
-            tiles = order[begin : begin + max(1, (1 << 16) // (qt[0].shape[1] * counts[order[begin]]))]
-            begin += len(tiles)
-            n = counts[tiles[-1]]
+        for tiles in chunks:
+            p = pos[tiles, : counts[tiles[0]]]  # (tiles, n, ndim)
+            n = p.shape[1]
+            pair = 2 * np.sqrt(sum((c[:, :, None] - c[:, None, :]) ** 2 for c in p.transpose(2, 0, 1))).reshape(-1)
             qc = [c[tiles] for c in qt]
             d2 = np.empty((n,) + qc[0].shape)
             t = np.empty_like(qc[0])
             for j in range(n):
-                np.subtract(qc[0], pos[tiles, j, 0, None], out=d2[j])
+                np.subtract(qc[0], p[:, j, 0, None], out=d2[j])
                 d2[j] *= d2[j]
                 for a in range(1, len(qc)):
-                    np.subtract(qc[a], pos[tiles, j, a, None], out=t)
+                    np.subtract(qc[a], p[:, j, a, None], out=t)
                     t *= t
                     d2[j] += t
             d1 = d2.min(axis=0)
             local = np.zeros(d1.shape, dtype=np.int64)
             for j in reversed(range(1, n)):  # the lowest index among exact ties
                 np.copyto(local, j, where=d2[j] == d1)
-            base = (tiles[:, None] * k + local) * k
+            row = np.arange(len(tiles))[:, None] * n + local  # (tile, nearest) in the chunk
             bound = np.full(d1.shape, d_cut)
             for j in range(n):  # 0 / 0 = nan at the nearest seed itself, which fmin ignores
-                np.fmin(bound, (d2[j] - d1) / pair.take(base + j), out=bound)
+                np.fmin(bound, (d2[j] - d1) / pair.take(row * n + j), out=bound)
             dist[tiles] = bound
-            index[tiles] = cand.reshape(-1).take(base // k)
+            index[tiles] = cand[tiles, :n].reshape(-1).take(row)
     return _untiled(index, shape, tile), _untiled(dist, shape, tile)
 
 
@@ -231,7 +236,10 @@ def generate_block(
     membrane, 1 cytoplasm, 2 organelle; ``labels``: 0 on membranes, else a cell id (1 + index
     of the cell's seed in the grid of seed cells covering the volume grown by two grid cells)
     or an organelle id (the same plus the number of such grid cells). ``mask`` is 1 inside the
-    ellipsoid centred in the volume with semi-axes 0.4 of its extent.
+    ellipsoid centred in the volume with semi-axes 0.4 of its extent. The per-voxel noise is
+    keyed on the world voxel index round(position / voxel_size), so raw of volumes whose
+    offsets differ by whole voxels agrees on their common voxels. A block not inside the
+    volume, mismatched lengths or negative sizes raise ValueError.
     """
     shape, begin, size = (np.asarray(v, dtype=np.int64) for v in (volume_shape, block_begin, block_shape))
     vs, off = np.asarray(voxel_size, dtype=np.float64), np.asarray(offset, dtype=np.float64)
@@ -252,7 +260,7 @@ def generate_block(
     sigma = params.blur_sigma * vmin / vs
     radius = np.ceil(_BLUR_TRUNCATE * sigma).astype(np.int64)
     grown = size + 2 * radius
-    tile = np.clip(np.round(0.2 * cs / vs), 2, 16).astype(np.int64)
+    tile = np.clip(np.round(0.2 * cs / vs), 1, 16).astype(np.int64)
     padded = -(-grown // tile) * tile
     x = [o + np.arange(b - r, b - r + p) * v for o, b, r, p, v in zip(off, begin, radius, padded, vs, strict=True)]
 

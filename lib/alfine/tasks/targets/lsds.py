@@ -44,8 +44,8 @@ def local_shape_descriptors(
 
     - ``N`` offsets ``mean[a] / sigma[a] * 0.5 + 0.5`` (0.5: centred; < 0.5: the object lies
       towards lower indices);
-    - ``N`` variances ``cov[a, a] / sigma[a]**2`` (a full window gives the truncated Gaussian's
-      variance, 0.973 for ``truncate=3``);
+    - ``N`` variances ``cov[a, a] / sigma[a]**2`` (a full window gives the variance of the cut,
+      sampled Gaussian: slightly below 1, e.g. 0.984 for sigma = 3 voxels and ``truncate=3``);
     - ``N(N-1)/2`` correlations ``cov[a, b] / sqrt(cov[a, a] cov[b, b]) * 0.5 + 0.5`` for axis
       pairs ``(0, 1), (0, 2), (1, 2)`` (3D) or ``(0, 1)`` (2D); 0.5 where the object is flat
       along ``a`` or ``b``;
@@ -73,9 +73,7 @@ def local_shape_descriptors(
     ]
     compact, _ = fastremap.renumber(labels, in_place=False)
     lsds = np.zeros((_channels(labels.ndim),) + labels.shape, np.float32)
-    for index, box in enumerate(ndimage.find_objects(compact), start=1):
-        if box is None:
-            continue
+    for index, box in enumerate(ndimage.find_objects(compact), start=1):  # renumbered: no index lacks a box
         inside = compact[box] == index
         boxed = [kernel[:, :n, :n] for kernel, n in zip(kernels, inside.shape, strict=True)]
         lsds[(slice(None),) + box][:, inside] = _descriptors(_window_moments(inside, boxed), sigma_world)
@@ -115,7 +113,7 @@ def _radius(sigma: tuple[float, ...], voxel_size: tuple[float, ...], truncate: f
 
 
 def _moment_kernels(size: int, sigma: float, radius: int, voxel_size: float) -> np.ndarray:
-    """Banded matrices ``K[q, o, i] = g(i - o) * ((i - o) * voxel_size)**q`` for ``q = 0, 1, 2``.
+    """Banded float32 matrices ``K[q, o, i] = g(i - o) * ((i - o) * voxel_size)**q`` for ``q = 0, 1, 2``.
 
     ``g`` is the Gaussian of std ``sigma`` voxels cut at ``radius`` and normalised to sum 1;
     ``K[q] @ x`` correlates ``x`` (zero outside) with ``g`` times the q-th power of the offset.
@@ -124,24 +122,26 @@ def _moment_kernels(size: int, sigma: float, radius: int, voxel_size: float) -> 
     taps = np.arange(-radius, radius + 1)
     weights = np.exp(-0.5 * (taps / sigma) ** 2)
     weight = np.where(np.abs(step) <= radius, weights[np.clip(step + radius, 0, 2 * radius)] / weights.sum(), 0.0)
-    return np.stack([weight * (step * voxel_size) ** q for q in range(3)])
+    return np.stack([weight * (step * voxel_size) ** q for q in range(3)]).astype(np.float32)
 
 
 def _window_moments(inside: np.ndarray, kernels: list[np.ndarray]) -> dict[tuple[int, ...], np.ndarray]:
-    """Window moments of a region, at the region's voxels.
+    """Window moments of a region, at the region's voxels, in float64 (summed in float32).
 
     For every ``orders`` with ``sum(orders) <= 2``, the values at the ``inside`` voxels ``v`` of
     ``sum_x G(x - v) inside[x] prod_a (x_a - v_a)**orders[a]``, with ``G`` the product of the
     per-axis ``kernels[a][0]`` and the powers from ``kernels[a][q]`` (see :func:`_moment_kernels`).
+    The shortest axis goes last, as the last pass has the most moments to carry.
     """
-    partial = {(): inside.astype(np.float64)}
-    for axis, kernel in enumerate(kernels):
+    partial = {(0,) * inside.ndim: inside.astype(np.float32)}
+    for axis in sorted(range(inside.ndim), key=lambda a: -inside.shape[a]):
+        kernel = kernels[axis]
         partial = {
-            orders + (q,): moment
+            orders[:axis] + (q,) + orders[axis + 1 :]: moment
             for orders, values in partial.items()
             for q, moment in enumerate(_along(values, kernel[: 3 - sum(orders)], axis))
         }
-    return {orders: values[inside] for orders, values in partial.items()}
+    return {orders: values[inside].astype(np.float64) for orders, values in partial.items()}
 
 
 def _along(values: np.ndarray, kernels: np.ndarray, axis: int) -> np.ndarray:

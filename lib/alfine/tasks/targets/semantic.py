@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import fastremap
 import numpy as np
 
 from .weights import balance_binary, balance_classes
@@ -36,12 +37,8 @@ def classes_from_labels(labels: np.ndarray, class_of_label: Mapping[int, int] | 
     if any(c < 0 for c in class_of_label.values()):
         raise ValueError(f"classes must be >= 0, got {dict(class_of_label)}")
     dtype = np.min_scalar_type(max(class_of_label.values(), default=0))
-    if not class_of_label:
-        return np.zeros(labels.shape, dtype=dtype)
-    ids = np.array(sorted(class_of_label), dtype=labels.dtype)
-    classes = np.array([class_of_label[i] for i in sorted(class_of_label)], dtype=dtype)
-    position = np.searchsorted(ids, labels).clip(max=len(ids) - 1)
-    return np.where(ids[position] == labels, classes[position], 0).astype(dtype)
+    class_of_present = {int(i): class_of_label.get(int(i), 0) for i in fastremap.unique(labels)}
+    return fastremap.remap(labels, class_of_present).astype(dtype)
 
 
 def binary_channels(
