@@ -3,16 +3,18 @@
 Convention: distances are Euclidean, in world units, between voxel centres. A voxel inside a region
 has the distance to the nearest voxel centre outside it, a voxel outside has minus the distance to
 the nearest voxel centre inside: the voxels on either side of a boundary normal to axis ``i`` have
-``+voxel_size[i]`` and ``-voxel_size[i]``, and no known voxel has distance 0. Distances are clipped
-to ``clip_distance``.
+``+voxel_size[i]`` and ``-voxel_size[i]``, so no known signed distance is 0. Distances are clipped
+to ``[-clip_distance, clip_distance]``; a region with nothing outside it in the array gets the clip.
 
 Known voxels: the edges of the array are not boundaries (what lies beyond is not looked at), and
-unknown voxels (``mask == 0``) count as boundaries while computing. With ``|d|`` the clipped
-distance found, ``e_edge`` the distance to the nearest voxel centre beyond the array and ``e_mask``
-the distance to the nearest unknown voxel, a value is known iff ``|d| <= e_edge`` and
+unknown voxels (``mask == 0``, value 0) count as boundaries while computing. With ``|d|`` the
+clipped distance found, ``e_edge`` the distance to the nearest voxel centre beyond the array and
+``e_mask`` the distance to the nearest unknown voxel, a value is known iff ``|d| <= e_edge`` and
 (``|d| < e_mask`` or ``|d| == clip_distance``). Then every voxel closer than ``|d|`` lies in the
 array, is known and on the same side, and the boundary voxel found (if ``|d|`` is below the clip)
-is known: the labels beyond the array or the mask cannot change the value.
+is known: nothing beyond the array or under the mask can change the value. This is
+``min(|d|, clip) <= min(e_edge, e_mask)`` except where the nearest boundary ties with an unknown
+voxel: that value may be right, but is marked unknown.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def _edge_reach(shape: tuple[int, ...], voxel_size: Sequence[int]) -> np.ndarray
 
 
 def _reach(known: np.ndarray, voxel_size: Sequence[int]) -> _Reach:
+    """The reach of labels known where ``known`` is True."""
     mask = None if known.all() else edt.edt(known, anisotropy=tuple(map(float, voxel_size)), black_border=False)
     return _Reach(_edge_reach(known.shape, voxel_size), mask)
 
@@ -77,6 +80,7 @@ def _boundary_distance(
 def _signed(
     inside: np.ndarray, known: np.ndarray, voxel_size: Sequence[int], clip_distance: float, reach: _Reach
 ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`signed_distance` with the known voxels and their reach computed already."""
     regions = inside.astype(np.uint8) + 1
     regions *= known
     distance, known_distance = _boundary_distance(regions, voxel_size, clip_distance, reach)

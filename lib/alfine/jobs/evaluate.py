@@ -1,0 +1,125 @@
+"""evaluate: score a segmentation against the truth, block by block in bounded memory.
+
+Instance scores come from a contingency table and semantic counts from per-class confusion
+counts, both accumulated one block at a time, so any volume can be scored. A boundary
+tolerance reads each block grown by the tolerance (the margin masked out). The Hausdorff
+distances need the whole region in memory and are computed only when asked for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from funlib.geometry import Coordinate, Roi
+
+from .. import progress
+from ..blockwise import BlockLayout
+from ..errors import UserError
+from ..evaluation import HIGHER_IS_BETTER, ConfusionCounts, Contingency, hausdorff
+from ..geometry import format_roi
+from ..tasks import load_task
+from ..tasks.base import round_up
+from ..volumes import Volume, open_volume
+from . import blocks as blockwise
+
+BLOCK_VOXELS = 128
+
+
+def _read(volume: Volume, roi: Roi, known: Roi) -> np.ndarray:
+    """``roi`` of ``volume``, 0 outside ``known`` (the region being scored)."""
+    data = volume.read(roi, fill_value=0)
+    if known.contains(roi):
+        return data
+    inside = np.zeros(data.shape, bool)
+    part = roi.intersect(known)
+    begin = (part.begin - roi.begin) / volume.voxel_size
+    inside[tuple(slice(b, b + s) for b, s in zip(begin, part.shape / volume.voxel_size, strict=True))] = True
+    return np.where(inside, data, 0)
+
+
+def _classes(options, truth: Volume) -> list[int]:
+    if options.classes:
+        return list(options.classes)
+    if options.task:
+        task = load_task(options.task)
+        if hasattr(task, "classes"):
+            return list(task.classes.values())
+    raise UserError("semantic evaluation needs --classes (class ids) or a --task that names its classes")
+
+
+def evaluate(options) -> dict:
+    """Scores of ``options.prediction`` against ``options.truth``; a JSON-ready summary."""
+    truth, prediction = open_volume(options.truth), open_volume(options.prediction)
+    mask = open_volume(options.mask) if options.mask else None
+    for other in (prediction, mask):
+        if other is not None and tuple(other.voxel_size) != tuple(truth.voxel_size):
+            raise UserError(f"{other.url.url} has voxel size {tuple(other.voxel_size)}, the truth "
+                            f"{tuple(truth.voxel_size)}: evaluate on one grid")
+        if other is not None and other.geometry.channel_dims:
+            raise UserError(f"{other.url.url}: expected a segmentation without channels, found shape {other.shape}")
+    kind = options.kind or (load_task(options.task).evaluation if options.task else "instance")
+    roi = blockwise.region(truth, options.roi)
+    if not prediction.roi.contains(roi):
+        raise UserError(f"--prediction {options.prediction} ({format_roi(prediction.roi)}) does not cover the "
+                        f"scored region {format_roi(roi)}")
+    voxel_size = truth.voxel_size
+    margin = round_up(np.full(roi.dims, options.tolerance), voxel_size) if kind == "semantic" else None
+    blocks = BlockLayout(roi, Coordinate((BLOCK_VOXELS,) * roi.dims) * voxel_size,
+                         margin if margin is not None else Coordinate((0,) * roi.dims))
+
+    if kind == "instance":
+        table = Contingency()
+        for block in progress.bar(blocks, total=len(blocks), desc="evaluate", unit="block"):
+            table.add(truth.read(block.write_roi), prediction.read(block.write_roi),
+                      None if mask is None else mask.read(block.write_roi))
+        scores = table.scores()
+    elif kind == "semantic":
+        class_ids = _classes(options, truth)
+        counts = {c: ConfusionCounts(options.tolerance, voxel_size) for c in class_ids}
+        for block in progress.bar(blocks, total=len(blocks), desc="evaluate", unit="block"):
+            t, p = _read(truth, block.read_roi, roi), _read(prediction, block.read_roi, roi)
+            counted = _read(mask, block.read_roi, roi) != 0 if mask is not None else np.ones(t.shape, bool)
+            counted &= _read_inside(block, voxel_size)
+            for c, count in counts.items():
+                count.add(t == c, p == c, counted)
+        scores = {str(c): count.scores() for c, count in counts.items()}
+        if options.hausdorff:
+            t, p = truth.read(roi), prediction.read(roi)
+            inside = mask.read(roi) != 0 if mask is not None else True
+            for c in class_ids:
+                scores[str(c)] |= hausdorff((t == c) & inside, (p == c) & inside, voxel_size)
+    else:
+        raise UserError(f"--kind must be instance or semantic, not {kind!r}")
+    if options.metrics:
+        scores = _only(scores, options.metrics)
+    return {"truth": options.truth, "prediction": options.prediction, "mask": options.mask, "kind": kind,
+            "roi": format_roi(roi), "scores": scores,
+            "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in _metric_names(scores)}}
+
+
+def _read_inside(block, voxel_size) -> np.ndarray:
+    """True on the block's write region within its read region (the margin is counted by its own block)."""
+    shape = block.read_roi.shape / voxel_size
+    inside = np.zeros(tuple(shape), bool)
+    begin = (block.write_roi.begin - block.read_roi.begin) / voxel_size
+    inside[tuple(slice(b, b + s) for b, s in zip(begin, block.write_roi.shape / voxel_size, strict=True))] = True
+    return inside
+
+
+def _metric_names(scores: dict) -> set[str]:
+    names = set()
+    for key, value in scores.items():
+        names |= _metric_names(value) if isinstance(value, dict) else ({key} if key in HIGHER_IS_BETTER else set())
+    return names
+
+
+def _only(scores: dict, metrics: list[str]) -> dict:
+    unknown = sorted(set(metrics) - set(HIGHER_IS_BETTER))
+    if unknown:
+        raise UserError(f"--metrics: unknown metric {unknown[0]!r}; known: {', '.join(sorted(HIGHER_IS_BETTER))}")
+    out = {}
+    for key, value in scores.items():
+        if isinstance(value, dict):
+            out[key] = _only(value, metrics)
+        elif key in metrics or key not in HIGHER_IS_BETTER:
+            out[key] = value
+    return out
