@@ -2,10 +2,15 @@
 
 import functools
 import http.server
+import logging
 import os
 import threading
 
 import pytest
+
+# fsspec keeps its HTTP filesystem (and aiohttp session) cached until the interpreter exits, when
+# aiohttp logs "Unclosed client session" through asyncio's logger: harmless, and not our code.
+logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 @pytest.fixture(scope="session")

@@ -186,3 +186,21 @@ def test_softmax_loss_and_zero_weights():
     np.testing.assert_allclose(TaskActivation(task)(logits).sum(dim=1).numpy(), 1.0, rtol=1e-6)
     with pytest.raises(ValueError, match="must have one shape"):
         TaskLoss(task)(logits, target[:, :2], weights)
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_postprocessing_grids_run_on_the_task_s_own_targets(kind, volume):
+    """Every method a task sweeps exists, takes the grid's parameters, and segments its perfect output."""
+    from alfine.postprocess import METHODS, grid, run
+
+    task = task_from_dict(CONFIGS[kind])
+    labels = _labels_for(kind, volume)
+    target, _ = task.targets(labels[:, :32, :32], VOXEL)
+    offsets = getattr(task, "neighborhood", None)
+    for post in task.postprocessing():
+        assert post.method in METHODS, post.method
+        combos = grid(post.method, post.grid)
+        assert len(combos) == int(np.prod([len(v) for v in post.grid.values()]))
+        result = run(post.method, target[post.channels], combos[len(combos) // 2], offsets=offsets)
+        assert result.shape[-3:] == labels[:, :32, :32].shape
+        assert result.any(), (kind, post.method)

@@ -119,6 +119,28 @@ def round_up(world: np.ndarray, voxel_size) -> Coordinate:
     return Coordinate((np.ceil(np.asarray(world, dtype=float) / voxel_size) * voxel_size).astype(int))
 
 
-def with_classes(labels: np.ndarray, from_instances: bool) -> np.ndarray:
-    """A class volume: the labels themselves, or 1 wherever an instance id is non-zero."""
-    return (labels > 0).astype(np.uint8) if from_instances else labels
+def _default_classes() -> dict[str, int]:
+    return {"foreground": 1}
+
+
+@dataclass(kw_only=True)
+class ClassSelection:
+    """The classes a semantic task learns: channel names → class ids of the class volume.
+
+    With ``from_instances``, the labels are instance ids and every non-zero id is class 1.
+    """
+
+    classes: dict[str, int] = field(default_factory=_default_classes)
+    from_instances: bool = False
+
+    def __post_init__(self):
+        if not self.classes:
+            raise ValueError("classes must name at least one class")
+
+    @property
+    def class_ids(self) -> list[int]:
+        return list(self.classes.values())
+
+    def class_map(self, labels: np.ndarray) -> np.ndarray:
+        """A class volume: the labels themselves, or 1 wherever an instance id is non-zero."""
+        return (labels > 0).astype(np.uint8) if self.from_instances else labels

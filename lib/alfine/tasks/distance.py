@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Optional
 
 import numpy as np
 
-from .base import OutputGroup, Postprocessing, TaskConfig, linspace, with_classes
+from .base import ClassSelection, OutputGroup, Postprocessing, TaskConfig, linspace
 from .targets.distance import CLIP_IN_SCALES, distance_context, distance_targets, inner_distance
 from .targets.semantic import binary_channels
 
 
-def _default_classes() -> dict[str, int]:
-    return {"foreground": 1}
-
-
 @dataclass(kw_only=True)
 class _DistanceSettings:
+    """``scale`` of the tanh and the distance clip, both in world units (clip default: 3 scales)."""
+
     scale: float = 50.0
     clip_distance: Optional[float] = None
 
     def __post_init__(self):
+        getattr(super(), "__post_init__", lambda: None)()
         if self.scale <= 0:
             raise ValueError("scale must be positive (world units)")
         if self.clip_distance is not None and self.clip_distance <= 0:
@@ -42,20 +41,17 @@ _TANH_THRESHOLDS = linspace(-0.5, 0.5, 5)
 
 
 @dataclass(kw_only=True)
-class DistanceTask(_DistanceSettings, TaskConfig):
+class DistanceTask(_DistanceSettings, ClassSelection, TaskConfig):
     """Per class, ``tanh(d / scale)`` of the signed distance ``d`` (world units, positive inside) to its boundary."""
 
     kind: ClassVar[str] = "distance"
     evaluation: ClassVar[str] = "semantic"
-    classes: dict[str, int] = field(default_factory=_default_classes)
-    from_instances: bool = False
 
     def outputs(self) -> list[OutputGroup]:
         return [OutputGroup("distance", tuple(self.classes), "tanh", "mse", balance="inside_outside")]
 
     def targets(self, labels, voxel_size, mask=None):
-        classes = with_classes(labels, self.from_instances)
-        return distance_targets(classes, list(self.classes.values()), voxel_size, self.scale, self.clip, mask)
+        return distance_targets(self.class_map(labels), self.class_ids, voxel_size, self.scale, self.clip, mask)
 
     def postprocessing(self) -> list[Postprocessing]:
         return [Postprocessing("threshold", {"threshold": _TANH_THRESHOLDS}),
@@ -81,13 +77,11 @@ class InnerDistanceTask(_DistanceSettings, TaskConfig):
 
 
 @dataclass(kw_only=True)
-class HotDistanceTask(_DistanceSettings, TaskConfig):
+class HotDistanceTask(_DistanceSettings, ClassSelection, TaskConfig):
     """Per class, a sigmoid one-hot channel and a tanh signed-distance channel, trained together."""
 
     kind: ClassVar[str] = "hot_distance"
     evaluation: ClassVar[str] = "semantic"
-    classes: dict[str, int] = field(default_factory=_default_classes)
-    from_instances: bool = False
     distance_weight: float = 1.0
 
     def outputs(self) -> list[OutputGroup]:
@@ -97,10 +91,9 @@ class HotDistanceTask(_DistanceSettings, TaskConfig):
                             balance="inside_outside", weight=self.distance_weight)]
 
     def targets(self, labels, voxel_size, mask=None):
-        classes = with_classes(labels, self.from_instances)
-        ids = list(self.classes.values())
-        hot, hot_known = binary_channels(classes, ids, mask)
-        distance, distance_known = distance_targets(classes, ids, voxel_size, self.scale, self.clip, mask)
+        classes = self.class_map(labels)
+        hot, hot_known = binary_channels(classes, self.class_ids, mask)
+        distance, distance_known = distance_targets(classes, self.class_ids, voxel_size, self.scale, self.clip, mask)
         return np.concatenate([hot, distance]), np.concatenate([hot_known, distance_known])
 
     def postprocessing(self) -> list[Postprocessing]:

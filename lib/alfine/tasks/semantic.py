@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from .base import OutputGroup, Postprocessing, TaskConfig, linspace, with_classes
+from .base import ClassSelection, OutputGroup, Postprocessing, TaskConfig, linspace
 from .targets.semantic import binary_channels, one_hot
 
 
-def _default_classes() -> dict[str, int]:
-    return {"foreground": 1}
-
-
 @dataclass(kw_only=True)
-class BinaryTask(TaskConfig):
-    """One sigmoid channel per class: channel ``name`` is 1 where the class volume equals ``classes[name]``.
-
-    With ``from_instances``, the labels are instance ids and every non-zero id is class 1.
-    """
+class BinaryTask(ClassSelection, TaskConfig):
+    """One sigmoid channel per class: channel ``name`` is 1 where the class volume equals ``classes[name]``."""
 
     kind: ClassVar[str] = "binary"
     evaluation: ClassVar[str] = "semantic"
-    classes: dict[str, int] = field(default_factory=_default_classes)
-    from_instances: bool = False
-
-    def __post_init__(self):
-        if not self.classes:
-            raise ValueError("classes must name at least one class")
 
     def outputs(self) -> list[OutputGroup]:
         return [OutputGroup("classes", tuple(self.classes), "sigmoid", "bce", balance="binary")]
 
     def targets(self, labels, voxel_size, mask=None):
-        return binary_channels(with_classes(labels, self.from_instances), list(self.classes.values()), mask)
+        return binary_channels(self.class_map(labels), self.class_ids, mask)
 
     def postprocessing(self) -> list[Postprocessing]:
         return [Postprocessing("threshold", {"threshold": linspace(0.1, 0.9, 9)}),
@@ -43,17 +30,14 @@ class BinaryTask(TaskConfig):
 
 
 @dataclass(kw_only=True)
-class SemanticTask(TaskConfig):
+class SemanticTask(ClassSelection, TaskConfig):
     """A softmax over ``background`` and the named classes; class ids not listed count as background."""
 
     kind: ClassVar[str] = "semantic"
     evaluation: ClassVar[str] = "semantic"
-    classes: dict[str, int] = field(default_factory=_default_classes)
-    from_instances: bool = False
 
     def __post_init__(self):
-        if not self.classes:
-            raise ValueError("classes must name at least one class")
+        super().__post_init__()
         if "background" in self.classes or 0 in self.classes.values():
             raise ValueError("classes must not name background (class 0): it is channel 0 already")
 
@@ -62,14 +46,14 @@ class SemanticTask(TaskConfig):
 
     def channel_of_class(self, classes: np.ndarray) -> np.ndarray:
         """Class ids as channel indices: ``classes[i]`` → ``i + 1``, anything else → 0 (background)."""
-        lookup = {cid: i + 1 for i, cid in enumerate(self.classes.values())}
+        lookup = {cid: i + 1 for i, cid in enumerate(self.class_ids)}
         out = np.zeros(classes.shape, dtype=np.uint8)
         for cid, channel in lookup.items():
             out[classes == cid] = channel
         return out
 
     def targets(self, labels, voxel_size, mask=None):
-        channels = self.channel_of_class(with_classes(labels, self.from_instances))
+        channels = self.channel_of_class(self.class_map(labels))
         return one_hot(channels, len(self.classes) + 1, mask)
 
     def postprocessing(self) -> list[Postprocessing]:

@@ -1,0 +1,196 @@
+"""Mean-affinity agglomeration: watershed fragments merged greedily by their mean affinity.
+
+Only the nearest-neighbour channels of the affinities are used (see :mod:`.affinities`).
+
+1. Fragments: a seeded watershed of the affinity graph at one level, ``threshold``. A voxel is
+   foreground iff at least one of its nearest-neighbour edges has an affinity above
+   ``threshold`` (the rule by which mutex watershed with ``bias=-threshold`` leaves
+   background); it is interior iff all its edges inside the array do. Seeds are the connected
+   components (face neighbours) of the interior eroded by one voxel (the array's edge is no
+   boundary), so that one strong edge across a boundary joins no seeds. Seeds grow in rounds:
+   in each round every unlabelled voxel joined by an edge above ``threshold`` to labelled
+   voxels takes the label across its strongest such edge. When growth stops with foreground
+   voxels left unlabelled, the first voxel (C order) of each of their connected components
+   becomes a new seed, until every foreground voxel is labelled. So every fragment is connected
+   by edges above ``threshold``, and affinities that never exceed ``threshold`` between objects
+   give fragments that never cross them.
+2. Region adjacency graph. For every pair of face-adjacent fragments, the sum and number of the
+   affinities of the edges between them (vectorised: differing fragment ids per offset,
+   aggregated with ``np.unique`` and ``np.bincount``).
+3. Merging. Repeatedly merge the two adjacent segments of highest mean affinity while that mean
+   is above ``threshold``; the merged segment's edges to each neighbour add their sums and counts,
+   so the mean stays the mean over all voxel edges between the two segments.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+import numpy as np
+
+from .affinities import check_affinities, edge_slices, nearest_neighbour_channels
+from .instance import label_components
+from .labels import finish_instances
+
+
+def agglomerate(
+    affinities: np.ndarray,
+    offsets: Sequence[Sequence[int]],
+    threshold: float = 0.5,
+    min_size: int = 0,
+) -> np.ndarray:
+    """Segments of mean-affinity agglomeration (see the module), uint64 labels 1..n, 0 = background.
+
+    Channel ``c`` at voxel ``v`` is the affinity between ``v`` and ``v + offsets[c]``; only the
+    nearest-neighbour offsets are used (at least one is needed). Objects smaller than
+    ``min_size`` voxels become background.
+    """
+    affinities, offsets = check_affinities(affinities, offsets)
+    channels = nearest_neighbour_channels(offsets)
+    affinities, offsets = affinities[channels], offsets[channels]
+    fragments = fragment(affinities, offsets, threshold)
+    pairs, sums, counts = region_graph(fragments, affinities, offsets)
+    segment_of = merge_by_mean_affinity(int(fragments.max()), pairs, sums, counts, threshold)
+    return finish_instances(segment_of[fragments], min_size)
+
+
+def fragment(affinities: np.ndarray, offsets: np.ndarray, threshold: float) -> np.ndarray:
+    """Fragments (uint64, 0 = background) as step 1 of the module says.
+
+    ``affinities`` are C-contiguous nearest-neighbour affinities ``[C, *spatial]``.
+    """
+    from scipy.ndimage import binary_erosion
+
+    highest, lowest = _edge_extremes(affinities, offsets)
+    foreground = highest > threshold
+    fragments = label_components(binary_erosion(lowest > threshold, border_value=1))
+    seeds = np.flatnonzero(fragments)
+    while len(seeds):
+        fragments = _grow(fragments, seeds, affinities, offsets, threshold)
+        unlabelled = label_components(foreground & (fragments == 0))
+        where = np.flatnonzero(unlabelled)
+        _, first = np.unique(unlabelled.flat[where], return_index=True)
+        seeds = where[first]
+        fragments.flat[seeds] = fragments.max() + unlabelled.flat[seeds]
+    return fragments
+
+
+def _edge_extremes(affinities: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per voxel, the highest and lowest affinity of its edges inside the array (-inf and inf without any)."""
+    shape = affinities.shape[1:]
+    highest, lowest = np.full(shape, -np.inf), np.full(shape, np.inf)
+    for channel, offset in zip(affinities, offsets, strict=True):
+        here, there = edge_slices(shape, offset)
+        for end in (here, there):
+            np.maximum(highest[end], channel[here], out=highest[end])
+            np.minimum(lowest[end], channel[here], out=lowest[end])
+    return highest, lowest
+
+
+def _grow(
+    labels: np.ndarray, seeds: np.ndarray, affinities: np.ndarray, offsets: np.ndarray, threshold: float
+) -> np.ndarray:
+    """``labels`` grown from the voxels ``seeds`` (flat indices) along edges above ``threshold``, till it stops.
+
+    In each round, every unlabelled voxel with such an edge to a labelled voxel takes the label
+    across its strongest one (on ties, the first in channel order, and per channel the neighbour
+    at ``-offset`` before the one at ``+offset``). Only the voxels labelled in the previous round
+    can label new ones, so a round costs in proportion to them.
+    """
+    shape = labels.shape
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    steps = np.cumprod((1,) + shape[:0:-1])[::-1]  # flat-index step per axis
+    frontier = seeds
+    while len(frontier):
+        targets, weights, sources = [], [], []
+        for channel, offset in zip(affinities, offsets, strict=True):
+            axis = int(np.flatnonzero(offset)[0])
+            sign, step = int(offset[axis]), int(offset[axis] * steps[axis])
+            position = frontier // steps[axis] % shape[axis]
+            edge = channel.reshape(-1)
+            forward = frontier[(position + sign >= 0) & (position + sign < shape[axis])]
+            backward = frontier[(position - sign >= 0) & (position - sign < shape[axis])]
+            targets += [forward + step, backward - step]
+            weights += [edge[forward], edge[backward - step]]  # the edge of v and v + offset lies at v
+            sources += [forward, backward]
+        target, weight, source = (np.concatenate(parts) for parts in (targets, weights, sources))
+        open_ = (weight > threshold) & (flat[target] == 0)
+        target, weight, source = target[open_], weight[open_], source[open_]
+        order = np.lexsort((-weight, target))  # by target, then strongest first; stable on ties
+        target, first = np.unique(target[order], return_index=True)
+        flat[target] = flat[source[order[first]]]
+        frontier = target
+    return flat.reshape(shape)
+
+
+def region_graph(
+    fragments: np.ndarray, affinities: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(pairs, sums, counts)`` over the edges between differing nonzero fragments.
+
+    ``pairs`` is ``[E, 2]`` with ``u < v``, sorted; ``sums[e]`` and ``counts[e]`` are the sum and
+    number of the affinities of the voxel edges between fragments ``pairs[e]``.
+    """
+    largest = np.uint64(fragments.max()) + np.uint64(1)
+    keys, values = [], []
+    for channel, offset in zip(affinities, offsets, strict=True):
+        here, there = edge_slices(fragments.shape, offset)
+        u, v = fragments[here].ravel(), fragments[there].ravel()
+        between = (u != v) & (u != 0) & (v != 0)
+        u, v = u[between], v[between]
+        keys.append(np.minimum(u, v) * largest + np.maximum(u, v))
+        values.append(channel[here].ravel()[between])
+    unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    sums = np.bincount(inverse, weights=np.concatenate(values).astype(np.float64), minlength=len(unique))
+    counts = np.bincount(inverse, minlength=len(unique))
+    return np.stack([unique // largest, unique % largest], axis=1), sums, counts
+
+
+def merge_by_mean_affinity(
+    nodes: int, pairs: np.ndarray, sums: np.ndarray, counts: np.ndarray, threshold: float
+) -> np.ndarray:
+    """``segment_of[node]`` for nodes 0..``nodes`` after greedy mean-affinity merging (step 3 of the module).
+
+    Node 0 (background) has no edges and stays 0. Each segment is named by one of its nodes;
+    equal means are merged in the order of their (smaller id, larger id), so the result is
+    deterministic.
+    """
+    # Each edge's [sum, count] is one list shared by both ends' neighbour dicts.
+    neighbours: list[dict[int, list]] = [{} for _ in range(nodes + 1)]
+    heap = []
+    for (u, v), total, count in zip(pairs.tolist(), sums.tolist(), counts.tolist(), strict=True):
+        neighbours[u][v] = neighbours[v][u] = [total, count]
+        heap.append((-total / count, u, v))
+    heapq.heapify(heap)
+    parent = np.arange(nodes + 1, dtype=np.uint64)
+    while heap and -heap[0][0] > threshold:
+        negative_mean, u, v = heapq.heappop(heap)
+        edge = neighbours[u].get(v)
+        if edge is None or edge[0] / edge[1] != -negative_mean:
+            continue  # an edge that a merge removed or changed
+        if len(neighbours[u]) < len(neighbours[v]):
+            u, v = v, u
+        del neighbours[u][v]
+        for w, (total, count) in neighbours[v].items():
+            if w == u:
+                continue
+            del neighbours[w][v]
+            merged = neighbours[u].get(w)
+            if merged is None:
+                merged = neighbours[u][w] = neighbours[w][u] = [0.0, 0]
+            merged[0] += total
+            merged[1] += count
+            heapq.heappush(heap, (-merged[0] / merged[1], min(u, w), max(u, w)))
+        neighbours[v] = {}
+        parent[v] = u
+    return _roots(parent)
+
+
+def _roots(parent: np.ndarray) -> np.ndarray:
+    """The root of every node of a forest given by ``parent`` (roots are their own parents)."""
+    while True:
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            return parent
+        parent = grand

@@ -1,0 +1,72 @@
+"""Mutex watershed of affinities (``mwatershed.agglom``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import UserError
+from .affinities import check_affinities
+from .labels import finish_instances
+
+
+def mutex_watershed(
+    affinities: np.ndarray,
+    offsets: Sequence[Sequence[int]],
+    bias: float | Sequence[float] = -0.5,
+    strides: int | Sequence[Sequence[int]] = 2,
+    randomized_strides: bool = False,
+    min_size: int = 0,
+) -> np.ndarray:
+    """The mutex watershed segmentation of ``affinities + bias``, uint64 labels 1..n (0 = background).
+
+    Channel ``c`` at voxel ``v`` is the affinity between ``v`` and ``v + offsets[c]`` (mwatershed's
+    convention). ``bias`` is added to every channel, or per channel when it is a list (typically
+    more negative for long-range offsets); edges with a positive sum attract, the others repel,
+    and all are processed in order of decreasing magnitude. A voxel with no attractive edge is
+    background (0), as mwatershed makes it.
+
+    ``strides``: an integer ``s`` keeps every edge of the short-range offsets (at most one voxel
+    along every axis) and, of every longer-range offset, the edges of every ``s``-th voxel along
+    each axis (``s=1`` keeps all); or an explicit per-channel list of per-axis strides, as
+    mwatershed takes them. With ``randomized_strides`` each edge of a channel is kept with
+    probability ``1 / prod(stride)`` instead, drawn anew on every call (so the result is not
+    reproducible). Objects smaller than ``min_size`` voxels become background.
+    """
+    import mwatershed
+
+    affinities, offsets = check_affinities(affinities, offsets)
+    edges = affinities.astype(np.float64) + _per_channel(bias, len(offsets)).reshape((-1,) + (1,) * offsets.shape[1])
+    if np.isnan(edges).any():
+        raise UserError("affinities contain NaN")
+    labels = mwatershed.agglom(
+        edges,
+        offsets.tolist(),
+        strides=_strides(strides, offsets),
+        randomized_strides=bool(randomized_strides),
+    )
+    return finish_instances(labels, min_size)
+
+
+def _per_channel(bias: float | Sequence[float], channels: int) -> np.ndarray:
+    """``bias`` as one float per channel; a :class:`UserError` unless it is a number or ``channels`` numbers."""
+    try:
+        return np.broadcast_to(np.asarray(bias, dtype=np.float64), (channels,))
+    except (TypeError, ValueError):
+        message = f"bias must be a number or a list of {channels} numbers (one per channel), got {bias!r}"
+        raise UserError(message) from None
+
+
+def _strides(strides: int | Sequence[Sequence[int]], offsets: np.ndarray) -> list[list[int]]:
+    """Per-channel, per-axis strides for mwatershed from ``strides`` (see :func:`mutex_watershed`)."""
+    channels, ndim = offsets.shape
+    if isinstance(strides, (int, np.integer)) and not isinstance(strides, bool) and strides >= 1:
+        long_range = np.abs(offsets).max(axis=1) > 1
+        return [[int(strides) if far else 1] * ndim for far in long_range]
+    array = np.asarray(strides if not isinstance(strides, (str, bool)) else [])
+    if array.shape != (channels, ndim) or not np.issubdtype(array.dtype, np.integer) or (array < 1).any():
+        raise UserError(
+            f"strides must be a positive integer or {channels} lists of {ndim} positive integers, got {strides!r}"
+        )
+    return array.tolist()

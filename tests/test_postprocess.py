@@ -1,0 +1,437 @@
+"""Post-processing methods on volumes whose right segmentation is known."""
+
+import itertools
+import sys
+
+import edt
+import numpy as np
+import pytest
+
+from alfine.errors import UserError
+from alfine.postprocess import (
+    METHODS,
+    agglomerate,
+    argmax,
+    connected_components,
+    grid,
+    load_function,
+    mutex_watershed,
+    remove_small_objects,
+    run,
+    threshold,
+    watershed,
+)
+from alfine.postprocess.agglomeration import fragment, merge_by_mean_affinity
+
+SHORT_3D = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+LONG_3D = [[-3, 0, 0], [0, 3, 0], [0, 0, -3], [0, 0, 6]]
+SHORT_2D = [[1, 0], [0, 1]]
+LONG_2D = [[4, 0], [0, -4]]
+
+
+# -- known volumes and references -------------------------------------------------------------
+
+
+def balls(shape, centres, radius):
+    """Labels 1.. of the voxels within ``radius`` of a centre, each given to its nearest centre; 0 elsewhere."""
+    grid_ = np.indices(shape)
+    squared = np.stack([sum((g - c) ** 2 for g, c in zip(grid_, centre, strict=True)) for centre in centres])
+    return np.where(squared.min(0) <= radius**2, squared.argmin(0) + 1, 0).astype(np.uint64)
+
+
+def cells_3d():
+    """Two touching balls, a separate ball holding a box of another id, and background."""
+    labels = balls((26, 26, 30), [(8, 8, 8), (8, 8, 18), (17, 17, 16)], 6)
+    labels[15:19, 15:19, 14:18] = 4
+    return labels
+
+
+def cells_2d():
+    labels = balls((30, 34), [(9, 9), (9, 21), (22, 16)], 7)
+    labels[20:24, 14:18] = 4
+    return labels
+
+
+def affinities_from(labels, offsets):
+    """aff[c, v] = labels[v] == labels[v + offsets[c]] and labels[v] != 0 (0 where v + offset is outside)."""
+    reach = int(np.abs(offsets).max())
+    padded = np.pad(labels, reach)
+    out = []
+    for offset in offsets:
+        shifted = padded[tuple(slice(reach + o, reach + o + n) for o, n in zip(offset, labels.shape, strict=True))]
+        out.append((labels == shifted) & (labels != 0))
+    return np.array(out, dtype=np.float32)
+
+
+def assert_same_segmentation(result, expected):
+    """The same background and a one-to-one correspondence of object ids."""
+    assert result.shape == expected.shape
+    np.testing.assert_array_equal(result == 0, expected == 0)
+    pairs = np.unique(np.stack([result.ravel(), expected.ravel()]), axis=1)
+    assert pairs.shape[1] == len(np.unique(result)) == len(np.unique(expected))
+
+
+def assert_consecutive_uint64(labels):
+    assert labels.dtype == np.uint64
+    ids = np.unique(labels[labels != 0])
+    np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
+
+
+# -- semantic -------------------------------------------------------------------------------
+
+
+def test_threshold_all_channels_and_one():
+    prediction = np.array([[[0.2, 0.6], [0.5, 0.9]], [[0.7, 0.1], [0.51, 0.4]]], np.float32)[:, None]
+    np.testing.assert_array_equal(threshold(prediction)[:, 0], [[[0, 1], [0, 1]], [[1, 0], [1, 0]]])
+    one = threshold(prediction, threshold=0.55, channel=1)
+    assert one.dtype == np.uint8 and one.shape == prediction.shape[1:]
+    np.testing.assert_array_equal(one[0], [[1, 0], [0, 0]])
+    with pytest.raises(UserError, match="channel"):
+        threshold(prediction, channel=2)
+
+
+def test_threshold_on_tanh_scale():
+    distances = np.tanh(np.linspace(-3, 3, 12, dtype=np.float32)).reshape(1, 3, 4)
+    np.testing.assert_array_equal(threshold(distances, threshold=0.0, channel=0).ravel(), [0] * 6 + [1] * 6)
+
+
+def test_argmax_picks_largest_channel_first_on_ties():
+    prediction = np.array([[[0.1, 0.5, 0.3]], [[0.8, 0.5, 0.1]], [[0.1, 0.0, 0.6]]], np.float32)[:, None]
+    classes = argmax(prediction)
+    assert classes.dtype == np.uint8
+    np.testing.assert_array_equal(classes[0, 0], [1, 0, 2])
+    many = np.zeros((300, 1, 1, 2), np.float32)
+    many[299, 0, 0, 1] = 1.0
+    assert argmax(many).dtype == np.uint16
+    np.testing.assert_array_equal(argmax(many)[0, 0], [0, 299])
+
+
+# -- connected components, small objects ------------------------------------------------------
+
+
+def test_connected_components_gives_two_separated_spheres():
+    spheres = balls((20, 20, 32), [(10, 10, 8), (10, 10, 23)], 6)
+    prediction = np.stack([np.where(spheres > 0, 0.9, 0.1), np.zeros(spheres.shape)]).astype(np.float32)
+    labels = connected_components(prediction, threshold=0.5)
+    assert_consecutive_uint64(labels)
+    assert labels.max() == 2
+    assert_same_segmentation(labels, spheres)
+    assert connected_components(prediction, channel=1).max() == 0
+
+
+def test_connected_components_connectivity_in_3d_and_2d():
+    diagonal = np.zeros((1, 3, 3, 3), np.float32)
+    diagonal[0, 0, 0, 0] = diagonal[0, 1, 1, 1] = 1.0
+    assert connected_components(diagonal).max() == 2
+    assert connected_components(diagonal, connectivity=18).max() == 2
+    assert connected_components(diagonal, connectivity=26).max() == 1
+    flat = diagonal[:, 0] + diagonal[:, 1]  # (0, 0) and (1, 1) in 2D
+    assert connected_components(flat).max() == 2
+    assert connected_components(flat, connectivity=8).max() == 1
+    with pytest.raises(UserError, match="connectivity must be one of 4, 8"):
+        connected_components(flat, connectivity=6)
+
+
+def test_connected_components_min_size_and_renumbering():
+    prediction = np.zeros((1, 4, 12), np.float32)
+    prediction[0, 0, 0:1] = prediction[0, 0, 3:6] = prediction[0, 2, 8:12] = 1.0
+    labels = connected_components(prediction, min_size=3)
+    expected = np.zeros((4, 12), np.uint64)
+    expected[0, 3:6], expected[2, 8:12] = 1, 2
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_remove_small_objects_keeps_ids_and_input():
+    labels = np.array([[7, 7, 0, 3], [7, 9, 9, 3], [0, 0, 0, 3]], np.uint64)
+    before = labels.copy()
+    np.testing.assert_array_equal(remove_small_objects(labels, 3), [[7, 7, 0, 3], [7, 0, 0, 3], [0, 0, 0, 3]])
+    np.testing.assert_array_equal(remove_small_objects(labels, 4), np.zeros_like(labels))
+    np.testing.assert_array_equal(remove_small_objects(labels, 0), labels)
+    np.testing.assert_array_equal(labels, before)
+    with pytest.raises(UserError, match="min_size"):
+        remove_small_objects(labels, -1)
+
+
+# -- watershed ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def touching():
+    """Two overlapping balls split by the plane between their centres (between voxel planes)."""
+    return balls((24, 24, 32), [(12, 12, 10), (12, 12, 21)], 7)
+
+
+def test_watershed_on_distances_splits_touching_spheres(touching):
+    distance = np.tanh(edt.edt(touching > 0) / 4)[None].astype(np.float32)  # one blob; the neck is 4.3 wide
+    by_components = watershed(distance, seed_threshold=float(np.tanh(6 / 4)), mask_threshold=0.0)
+    assert_consecutive_uint64(by_components)
+    assert_same_segmentation(by_components, touching)
+    by_maxima = watershed(distance, seed_threshold=0.5, mask_threshold=0.0, min_seed_distance=4)
+    assert_same_segmentation(by_maxima, touching)
+    # A seed threshold below the neck gives one seed, hence one object.
+    assert watershed(distance, seed_threshold=0.5, mask_threshold=0.0).max() == 1
+
+
+def test_watershed_on_boundaries(touching):
+    boundary = (1 - np.tanh(edt.edt(touching) / 3))[None].astype(np.float32)  # 1 on background, 0.68 next to it
+    assert_same_segmentation(watershed(boundary, 0.3, 0.9, kind="boundary"), touching)
+    assert_same_segmentation(watershed(boundary, 0.5, 0.9, kind="boundary", min_seed_distance=3), touching)
+    with pytest.raises(UserError, match="kind"):
+        watershed(boundary, 0.3, 0.9, kind="affinities")
+    with pytest.raises(UserError, match="min_seed_distance"):
+        watershed(boundary, 0.3, 0.9, kind="boundary", min_seed_distance=0)
+
+
+def test_watershed_in_2d_with_min_size():
+    circles = balls((32, 40), [(16, 12), (16, 27)], 9)
+    distance = np.tanh(edt.edt(circles > 0) / 4)[None].astype(np.float32)
+    assert_same_segmentation(watershed(distance, 0.5, 0.0, min_seed_distance=4), circles)
+    assert watershed(distance, 0.5, 0.0, min_seed_distance=4, min_size=int((circles > 0).sum())).max() == 0
+
+
+# -- mutex watershed ----------------------------------------------------------------------------
+
+
+def test_mutex_watershed_offset_convention():
+    """Channel c at voxel v relates v and v + offsets[c]; voxels without an attractive edge are background."""
+    affinities = np.zeros((1, 1, 1, 5), np.float32)
+    affinities[0, 0, 0, 1] = 1.0
+    np.testing.assert_array_equal(mutex_watershed(affinities, [[0, 0, 1]]).ravel(), [0, 1, 1, 0, 0])
+    np.testing.assert_array_equal(mutex_watershed(affinities, [[0, 0, -1]]).ravel(), [1, 1, 0, 0, 0])
+
+
+@pytest.mark.parametrize("strides", [2, 1, [[1, 1, 1]] * 3 + [[3, 3, 3]] * 4])
+def test_mutex_watershed_recovers_segmentation_3d(strides):
+    labels = cells_3d()
+    offsets = SHORT_3D + LONG_3D
+    result = mutex_watershed(affinities_from(labels, offsets), offsets, strides=strides)
+    assert_consecutive_uint64(result)
+    assert_same_segmentation(result, labels)
+
+
+def test_mutex_watershed_recovers_segmentation_2d_with_per_offset_bias():
+    labels = cells_2d()
+    offsets = SHORT_2D + LONG_2D
+    result = mutex_watershed(affinities_from(labels, offsets), offsets, bias=[-0.5, -0.5, -0.7, -0.7])
+    assert_same_segmentation(result, labels)
+
+
+def test_mutex_watershed_bias_is_added():
+    labels = cells_2d()
+    affinities = affinities_from(labels, SHORT_2D)
+    np.testing.assert_array_equal(mutex_watershed(affinities, SHORT_2D, bias=0.5), np.ones(labels.shape))
+    small = int(np.sum(labels == 4))
+    result = mutex_watershed(affinities, SHORT_2D, min_size=small + 1)
+    assert_same_segmentation(result, np.where(labels == 4, 0, labels))
+
+
+def test_mutex_watershed_rejects_bad_input():
+    affinities = np.full((2, 4, 4), 0.9, np.float32)
+    with pytest.raises(UserError, match="2 integer offsets of length 2"):
+        mutex_watershed(affinities, [[1, 0]])
+    with pytest.raises(UserError, match="all zeros"):
+        mutex_watershed(affinities, [[1, 0], [0, 0]])
+    with pytest.raises(UserError, match="bias"):
+        mutex_watershed(affinities, SHORT_2D, bias=[-0.5, -0.5, -0.5])
+    with pytest.raises(UserError, match="strides"):
+        mutex_watershed(affinities, SHORT_2D, strides=[[1, 1]])
+    affinities[0, 1, 1] = np.nan
+    with pytest.raises(UserError, match="NaN"):
+        mutex_watershed(affinities, SHORT_2D)
+
+
+# -- agglomeration ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_agglomerate_recovers_segmentation_3d(noise):
+    labels = cells_3d()
+    offsets = SHORT_3D + LONG_3D  # the long-range channels are not used
+    affinities = affinities_from(labels, offsets)
+    affinities += np.random.default_rng(1).normal(0, noise, affinities.shape).astype(np.float32)
+    result = agglomerate(np.clip(affinities, 0, 1), offsets)
+    assert_consecutive_uint64(result)
+    assert_same_segmentation(result, labels)
+
+
+def test_agglomerate_recovers_segmentation_2d_with_noise():
+    labels = cells_2d()
+    affinities = affinities_from(labels, SHORT_2D)
+    affinities += np.random.default_rng(2).normal(0, 0.1, affinities.shape).astype(np.float32)
+    assert_same_segmentation(agglomerate(affinities, SHORT_2D), labels)
+
+
+def test_agglomerate_merges_fragments_by_mean_not_by_one_edge():
+    """Two boxes touching along a face, with one strong edge across it: two objects, not one."""
+    labels = np.zeros((12, 12, 20), np.uint64)
+    labels[2:10, 2:10, 2:10], labels[2:10, 2:10, 10:18] = 1, 2
+    affinities = affinities_from(labels, SHORT_3D)
+    affinities[2, 6, 6, 9] = 0.95  # the edge between (6, 6, 9) in box 1 and (6, 6, 10) in box 2
+    assert_same_segmentation(agglomerate(affinities, SHORT_3D), labels)
+    assert agglomerate(affinities, SHORT_3D, threshold=0.01).max() == 1  # the mean across the face: 0.95 / 64
+
+
+def test_agglomerate_joins_the_fragments_of_a_dumbbell():
+    """Two balls joined by a one-voxel neck: the neck has no interior, so there are several fragments."""
+    dumbbell = (balls((16, 16, 34), [(8, 8, 7), (8, 8, 26)], 5) > 0).astype(np.uint64)
+    dumbbell[8, 8, 12:22] = 1
+    affinities = affinities_from(dumbbell, SHORT_3D)
+    assert fragment(affinities, np.array(SHORT_3D), 0.5).max() >= 2
+    np.testing.assert_array_equal(agglomerate(affinities, SHORT_3D), dumbbell)
+
+
+def test_agglomerate_needs_a_nearest_neighbour_offset():
+    with pytest.raises(UserError, match="nearest-neighbour"):
+        agglomerate(np.zeros((2, 4, 4, 4), np.float32), [[2, 0, 0], [0, 1, 1]])
+
+
+def test_merge_recomputes_the_mean_of_merged_edges():
+    pairs = np.array([[1, 2], [2, 3], [1, 3]])
+    # 1-2 merge first (0.9); then (1+2)-3 has mean (0.6 + 9 * 0.2) / 10 = 0.24, below the threshold.
+    segment_of = merge_by_mean_affinity(3, pairs, np.array([9.0, 0.6, 1.8]), np.array([10, 1, 9]), 0.5)
+    assert segment_of[1] == segment_of[2] != segment_of[3]
+    # Here (1+2)-3 has mean (2.4 + 0.4) / 4 = 0.7: all merge, although 1-3 alone is 0.4.
+    segment_of = merge_by_mean_affinity(3, pairs, np.array([9.0, 2.4, 0.4]), np.array([10, 3, 1]), 0.5)
+    assert segment_of[1] == segment_of[2] == segment_of[3]
+    assert segment_of[0] == 0
+
+
+def _merge_reference(nodes, pairs, sums, counts, threshold_):
+    """Naive greedy merging: recompute every segment pair's mean from the voxel edges at each step."""
+    segment = list(range(nodes + 1))
+    while True:
+        totals = {}
+        for (u, v), total, count in zip(pairs.tolist(), sums, counts, strict=True):
+            a, b = sorted((segment[u], segment[v]))
+            if a != b:
+                previous = totals.get((a, b), (0.0, 0))
+                totals[(a, b)] = (previous[0] + total, previous[1] + count)
+        best = max(totals.items(), key=lambda item: item[1][0] / item[1][1], default=None)
+        if best is None or best[1][0] / best[1][1] <= threshold_:
+            return segment
+        a, b = best[0]
+        segment = [a if s == b else s for s in segment]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_merge_matches_a_naive_reference(seed):
+    rng = np.random.default_rng(seed)
+    nodes = 9
+    pairs = np.array([p for p in itertools.combinations(range(1, nodes + 1), 2) if rng.random() < 0.4])
+    counts = rng.integers(1, 6, len(pairs))
+    sums = rng.random(len(pairs)) * counts
+    segment_of = merge_by_mean_affinity(nodes, pairs, sums, counts, 0.45)
+    reference = np.array(_merge_reference(nodes, pairs, sums.tolist(), counts.tolist(), 0.45))
+    assert_same_segmentation(segment_of, reference)
+
+
+# -- registry -----------------------------------------------------------------------------------
+
+
+def test_grid_is_the_cartesian_product():
+    assert len(grid("threshold")) == 9
+    assert len(grid("watershed")) == len(METHODS["watershed"].default_grid["seed_threshold"]) * len(
+        METHODS["watershed"].default_grid["mask_threshold"]
+    )
+    assert grid("argmax") == [{}]
+    combos = grid("watershed", {"kind": "boundary", "seed_threshold": [0.1, 0.2], "mask_threshold": (0.5, 0.7, 0.9)})
+    assert len(combos) == 6 and all(c["kind"] == "boundary" for c in combos)
+    assert {(c["seed_threshold"], c["mask_threshold"]) for c in combos} == set(
+        itertools.product([0.1, 0.2], [0.5, 0.7, 0.9])
+    )
+    assert grid("mutex_watershed", {"bias": [[-0.5, -0.5, -0.8]]}) == [{"bias": [-0.5, -0.5, -0.8]}]
+    with pytest.raises(UserError, match="'agglomerate' has no parameter 'bias'"):
+        grid("agglomerate", {"bias": [0.1]})
+
+
+def test_default_grids_name_real_parameters_and_run():
+    labels = cells_2d()
+    for name, method in METHODS.items():
+        assert set(method.default_grid) <= set(method.parameters), name
+        prediction = affinities_from(labels, SHORT_2D) if method.takes_offsets else np.stack([labels > 0] * 2) * 0.9
+        result = run(name, prediction.astype(np.float32), grid(name)[len(grid(name)) // 2], offsets=SHORT_2D)
+        assert result.dtype == (np.uint64 if method.instances else np.uint8), name
+
+
+def test_run_validates_names():
+    prediction = np.stack([cells_2d() > 0]).astype(np.float32)
+    np.testing.assert_array_equal(
+        run("connected_components", prediction, {"threshold": 0.5, "min_size": 10}),
+        connected_components(prediction, min_size=10),
+    )
+    with pytest.raises(UserError) as error:
+        run("connected_components", prediction, {"treshold": 0.5})
+    message = str(error.value)
+    assert "'connected_components'" in message and "'treshold'" in message
+    assert "threshold, connectivity, channel, min_size" in message
+    with pytest.raises(UserError, match="unknown post-processing method 'waterz'.*mutex_watershed"):
+        run("waterz", prediction, {})
+    with pytest.raises(UserError, match="needs parameter.*seed_threshold"):
+        run("watershed", prediction, {"mask_threshold": 0.0})
+    with pytest.raises(UserError, match="needs the affinity offsets"):
+        run("agglomerate", prediction, {})
+
+
+# -- user functions -----------------------------------------------------------------------------
+
+USER_CODE = """
+import numpy as np
+
+SCALE = 3
+
+def label(prediction, threshold=0.5):
+    return (prediction[0] > threshold).astype(np.uint64) * SCALE
+"""
+
+
+def test_user_function_from_a_file(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(USER_CODE)
+    function = load_function(f"{path}:label")
+    prediction = np.array([[[0.2, 0.7]]], np.float32)
+    np.testing.assert_array_equal(function(prediction, threshold=0.1), [[3, 3]])
+    np.testing.assert_array_equal(function(prediction), [[0, 3]])
+
+
+def test_user_function_from_a_module(tmp_path, monkeypatch):
+    package = tmp_path / "alfine_test_userpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "post.py").write_text(USER_CODE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "alfine_test_userpkg", raising=False)
+    function = load_function("alfine_test_userpkg.post:label")
+    np.testing.assert_array_equal(function(np.ones((1, 1, 2), np.float32)), [[3, 3]])
+
+
+def test_user_function_errors(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(USER_CODE)
+    broken = tmp_path / "broken.py"
+    broken.write_text("import alfine_no_such_module_xyz\n")
+    cases = {
+        "label": "module:function",
+        f"{tmp_path}/missing.py:label": "does not exist",
+        "alfine_no_such_module_xyz:label": "cannot import module",
+        f"{path}:nothing": "no function 'nothing'",
+        f"{path}:SCALE": "not callable",
+        f"{broken}:label": "cannot load",
+        f"{path}:": "module:function",
+    }
+    for spec, message in cases.items():
+        with pytest.raises(UserError, match=message):
+            load_function(spec)
+
+
+def test_predictions_must_be_channel_first_2d_or_3d():
+    with pytest.raises(UserError, match="channel-first"):
+        connected_components(np.zeros((4, 4), np.float32))
+    with pytest.raises(UserError, match="channel-first"):
+        argmax(np.zeros((1, 2, 2, 2, 2), np.float32))
+
+
+def test_background_only_gives_no_objects():
+    empty = np.zeros((3, 5, 6, 7), np.float32)
+    for name in ("connected_components", "mutex_watershed", "agglomerate"):
+        labels = run(name, empty, {}, offsets=SHORT_3D)
+        assert labels.shape == (5, 6, 7) and labels.dtype == np.uint64 and not labels.any(), name
