@@ -79,3 +79,20 @@ def check_aligned(roi: Roi, voxel_size: Coordinate, offset: Coordinate, what: st
             f"{what}: region {format_roi(roi)} is not aligned to the voxel grid "
             f"(voxel size {tuple(voxel_size)}, offset {tuple(offset)})"
         )
+
+
+def voxel_slices(region: Roi, origin: Coordinate, voxel_size: Coordinate) -> tuple[slice, ...]:
+    """The index of ``region`` in an array whose voxel 0 has its corner at world ``origin``."""
+    begin = (region.begin - origin) / voxel_size
+    return tuple(slice(b, b + s) for b, s in zip(begin, region.shape / voxel_size, strict=True))
+
+
+def region_mask(region: Roi, array_roi: Roi, voxel_size: Coordinate):
+    """A boolean array over ``array_roi`` that is True where it overlaps ``region``."""
+    import numpy as np
+
+    mask = np.zeros(tuple(array_roi.shape / voxel_size), dtype=bool)
+    overlap = region.intersect(array_roi)
+    if not overlap.empty:
+        mask[voxel_slices(overlap, array_roi.begin, voxel_size)] = True
+    return mask

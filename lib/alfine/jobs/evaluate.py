@@ -15,7 +15,7 @@ from .. import progress
 from ..blockwise import BlockLayout
 from ..errors import UserError
 from ..evaluation import HIGHER_IS_BETTER, ConfusionCounts, Contingency, hausdorff
-from ..geometry import format_roi
+from ..geometry import format_roi, region_mask
 from ..tasks import load_task
 from ..tasks.base import round_up
 from ..volumes import Volume, open_volume
@@ -29,11 +29,7 @@ def _read(volume: Volume, roi: Roi, known: Roi) -> np.ndarray:
     data = volume.read(roi, fill_value=0)
     if known.contains(roi):
         return data
-    inside = np.zeros(data.shape, bool)
-    part = roi.intersect(known)
-    begin = (part.begin - roi.begin) / volume.voxel_size
-    inside[tuple(slice(b, b + s) for b, s in zip(begin, part.shape / volume.voxel_size, strict=True))] = True
-    return np.where(inside, data, 0)
+    return np.where(region_mask(known, roi, volume.voxel_size), data, 0)
 
 
 def _classes(options, truth: Volume) -> list[int]:
@@ -78,7 +74,7 @@ def evaluate(options) -> dict:
         for block in progress.bar(blocks, total=len(blocks), desc="evaluate", unit="block"):
             t, p = _read(truth, block.read_roi, roi), _read(prediction, block.read_roi, roi)
             counted = _read(mask, block.read_roi, roi) != 0 if mask is not None else np.ones(t.shape, bool)
-            counted &= _read_inside(block, voxel_size)
+            counted &= region_mask(block.write_roi, block.read_roi, voxel_size)  # margins: their own blocks
             for c, count in counts.items():
                 count.add(t == c, p == c, counted)
         scores = {str(c): count.scores() for c, count in counts.items()}
@@ -94,15 +90,6 @@ def evaluate(options) -> dict:
     return {"truth": options.truth, "prediction": options.prediction, "mask": options.mask, "kind": kind,
             "roi": format_roi(roi), "scores": scores,
             "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in _metric_names(scores)}}
-
-
-def _read_inside(block, voxel_size) -> np.ndarray:
-    """True on the block's write region within its read region (the margin is counted by its own block)."""
-    shape = block.read_roi.shape / voxel_size
-    inside = np.zeros(tuple(shape), bool)
-    begin = (block.write_roi.begin - block.read_roi.begin) / voxel_size
-    inside[tuple(slice(b, b + s) for b, s in zip(begin, block.write_roi.shape / voxel_size, strict=True))] = True
-    return inside
 
 
 def _metric_names(scores: dict) -> set[str]:

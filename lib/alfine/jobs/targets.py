@@ -14,6 +14,7 @@ from funlib.geometry import Roi
 
 from ..configs import to_dict
 from ..errors import UserError
+from ..geometry import region_mask, voxel_slices
 from ..tasks import TaskConfig, load_task, task_from_dict
 from ..volumes import open_volume, prepare_volume
 from . import blocks as blockwise
@@ -23,10 +24,7 @@ def known_labels(labels_url: str, mask_url: str | None, roi: Roi) -> tuple[np.nd
     """The labels of ``roi`` (0 outside the volume) and where they are known (inside it, and in the mask)."""
     labels = open_volume(labels_url)
     data = labels.read(roi, fill_value=0)
-    inside = roi.intersect(labels.roi)
-    known = np.zeros(data.shape, dtype=bool)
-    begin = (inside.begin - roi.begin) / labels.voxel_size
-    known[tuple(slice(b, b + s) for b, s in zip(begin, inside.shape / labels.voxel_size, strict=True))] = True
+    known = region_mask(labels.roi, roi, labels.voxel_size)
     if mask_url:
         known &= open_volume(mask_url).read(roi, fill_value=0) != 0
     return data, known
@@ -47,10 +45,7 @@ class TargetsOfBlock:
         labels, known = known_labels(self.labels, self.mask, block.read_roi)
         voxel_size = open_volume(self.output).voxel_size
         target, target_known = task.targets(labels, voxel_size, known)
-        begin = (block.write_roi.begin - block.read_roi.begin) / voxel_size
-        crop = (slice(None),) + tuple(
-            slice(b, b + s) for b, s in zip(begin, block.write_roi.shape / voxel_size, strict=True)
-        )
+        crop = (slice(None),) + voxel_slices(block.write_roi, block.read_roi.begin, voxel_size)
         open_volume(self.output, mode="r+").write(block.write_roi, target[crop])
         if self.known_output:
             open_volume(self.known_output, mode="r+").write(block.write_roi, target_known[crop].astype(np.uint8))

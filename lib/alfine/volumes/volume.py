@@ -15,7 +15,7 @@ import numpy as np
 from funlib.geometry import Coordinate, Roi
 
 from ..errors import VolumeError
-from ..geometry import check_aligned, format_roi
+from ..geometry import check_aligned, format_roi, voxel_slices
 from . import metadata as md
 from .urls import VolumeUrl, parse_volume_url
 
@@ -93,9 +93,7 @@ class Volume:
 
     # -- reading and writing ----------------------------------------------------------------
     def _voxel_slices(self, roi: Roi) -> tuple[slice, ...]:
-        begin = (roi.begin - self.offset) / self.voxel_size
-        shape = roi.shape / self.voxel_size
-        return tuple(slice(b, b + s) for b, s in zip(begin, shape, strict=True))
+        return voxel_slices(roi, self.offset, self.voxel_size)
 
     def read(self, roi: Roi | None = None, fill_value: float | None = None) -> np.ndarray:
         """The voxels of ``roi`` (default: all), channels first.
@@ -115,8 +113,7 @@ class Volume:
             )
         out = np.full(self.channel_shape + tuple(roi.shape / self.voxel_size), fill_value, dtype=self.dtype)
         if not inside.empty:
-            begin = (inside.begin - roi.begin) / self.voxel_size
-            target = tuple(slice(b, b + s) for b, s in zip(begin, inside.shape / self.voxel_size, strict=True))
+            target = voxel_slices(inside, roi.begin, self.voxel_size)
             out[channels + target] = self._get(channels + self._voxel_slices(inside))
         return out
 
