@@ -64,6 +64,16 @@ def test_a_finished_volume_is_reused_and_a_changed_one_rewritten(tmp_path, capsy
     assert not np.array_equal(_arrays(out)["raw"], before)
 
 
+def test_a_volume_from_another_generator_version_is_not_reused(tmp_path, capsys, monkeypatch):
+    import alfine.synthesis
+
+    args = ["--output", f"{tmp_path}/d.zarr", "--shape", "16,32,32", "--chunk-shape", "16,16,16"]
+    assert _synthesize(capsys, *args)["reused"] is False
+    monkeypatch.setattr(alfine.synthesis, "VERSION", alfine.synthesis.VERSION + 1)
+    assert _synthesize(capsys, *args)["reused"] is False
+    assert _synthesize(capsys, *args)["reused"] is True
+
+
 def test_two_dimensional(tmp_path, capsys):
     out = f"{tmp_path}/2d.zarr"
     _synthesize(capsys, "--output", out, "--shape", "96,96", "--voxel-size", "4,4", "--chunk-shape", "32,32")

@@ -17,7 +17,7 @@ from funlib.geometry import Coordinate, Roi
 
 from . import progress
 from .errors import UserError
-from .synthetic import SyntheticParams, generate_block
+from .synthetic import VERSION, SyntheticParams, generate_block
 from .volumes import open_volume, parse_volume_url, prepare_volume
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def synthesize(
         workers = 1  # other processes cannot see this process's memory store
     roi = Roi(offset, Coordinate(shape) * voxel_size)
     spec = {"shape": list(shape), "voxel_size": list(voxel_size), "offset": list(offset),
-            "params": dataclasses.asdict(params)}
+            "params": dataclasses.asdict(params), "generator_version": VERSION}
 
     done = _finished_spec(container)
     if done == spec and not storage.get("overwrite"):

@@ -23,7 +23,10 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial import cKDTree
 
-__all__ = ["SyntheticParams", "generate_block"]
+__all__ = ["VERSION", "SyntheticParams", "generate_block"]
+
+VERSION = 1
+"""The version of the generated content: bump it whenever the same parameters give other voxels."""
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
