@@ -3,26 +3,48 @@
 import dataclasses
 from typing import Optional
 
-from alfine.cli import Common, flag, flags, not_available, run
+from alfine.cli import Common, flag, run
 
-DESCRIPTION = """Train a model: the run config names a datasplit, architecture, task and trainer. The run
-directory receives checkpoints, training stats, validation scores and plots; re-running the
-same command resumes from the latest checkpoint.
+DESCRIPTION = """Train a model. A run = datasplit + architecture + task + trainer + iterations, given as one JSON
+file (--run-config), by name from a config store (--name --store), or assembled from named parts
+of a store (--datasplit --architecture --task --trainer --store [--repetition K]: a grid of runs is
+a shell loop over names; --repetition changes only the seed and the run name).
 
-example:
-  alfine-train --run-config run.json --run runs/affs-unet"""
+The run directory (--run, any fsspec URL; default STORE/runs/<name>, else runs/<name>)
+receives run.json, checkpoints/, stats.jsonl, loss.png and snapshots.zarr. Re-running the same
+command resumes from the last checkpoint; a killed trainer loses only the iterations since then.
+
+examples:
+  alfine-train --run-config run.json --run runs/affs
+  alfine-train --store configs --datasplit fib1 --architecture unet3 --task affs --trainer adam --repetition 2"""
 
 
 @dataclasses.dataclass(kw_only=True)
 class Options(Common):
-    run_config: str = flag(help="the run config (datasplit, architecture, task, trainer, iterations)", metavar="FILE")
-    run: str = flag(help="the run directory to write (resumed when it exists)", metavar="DIR")
+    run_config: Optional[str] = flag(None, "the run config (JSON)", metavar="FILE")
+    store: Optional[str] = flag(None, "config store (directory or URL) with named parts and runs", metavar="URL")
+    name: Optional[str] = flag(None, "a run stored in --store", metavar="NAME")
+    datasplit: Optional[str] = flag(None, "a datasplit stored in --store", metavar="NAME")
+    architecture: Optional[str] = flag(None, "an architecture stored in --store", metavar="NAME")
+    task: Optional[str] = flag(None, "a task stored in --store", metavar="NAME")
+    trainer: Optional[str] = flag(None, "a trainer stored in --store", metavar="NAME")
+    repetition: int = flag(0, "repetition of an assembled run (changes its seed and name)", metavar="K", parse=int)
+    run: Optional[str] = flag(None, "the run directory (resumed when it exists)", metavar="DIR")
     iterations: Optional[int] = flag(None, "train up to this iteration (default: the run config's)", metavar="N",
                                      parse=int)
-    device: str = flags.device()
-    seed: int = flags.seed()
-    workers: int = flag(2, "data-loading worker processes", metavar="N", parse=int)
+    device: str = flag("auto", "cpu, cuda, cuda:N, or auto (CUDA when present)", metavar="DEVICE")
+
+
+def body(o: Options) -> dict:
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy BLAS in loader workers must not oversubscribe
+    from alfine.training.launch import resolve_run
+    from alfine.training.trainer import train
+
+    run_config, run_url = resolve_run(o)
+    return train(run_config, run_url, device=o.device, iterations=o.iterations)
 
 
 def main(argv=None) -> int:
-    return run(Options, not_available("alfine-train", 4), DESCRIPTION, argv)
+    return run(Options, body, DESCRIPTION, argv)

@@ -1,0 +1,137 @@
+"""A run directory (any fsspec URL): its config, lock, statistics and checkpoint files.
+
+::
+
+    RUN/run.json              the resolved run config (a different one is refused)
+    RUN/checkpoints/N.pt      model, optimiser, scheduler and RNG state after N iterations
+    RUN/stats.jsonl           one line per iteration (loss, learning rate, step time, data wait)
+    RUN/loss.png              the loss curve
+    RUN/snapshots.zarr/N/     raw, labels, target, weights and prediction of a batch
+    RUN/.lock                 held while a trainer works on the run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from ..configs import from_dict, to_dict
+from ..errors import UserError
+from .config import RunConfig, same_run
+
+STALE_LOCK_SECONDS = 15 * 60
+
+
+class RunDirectory:
+    """The files of one run."""
+
+    def __init__(self, url: str):
+        import fsspec
+
+        self.url = url.rstrip("/")
+        self.fs, self.path = fsspec.core.url_to_fs(self.url)
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.local = "file" in protocol or "local" in protocol
+        self._lock_file = None
+
+    def file(self, name: str) -> str:
+        return f"{self.path}/{name}"
+
+    # -- config ------------------------------------------------------------------------------
+    def write_config(self, run: RunConfig) -> None:
+        """Record ``run``; a directory holding another run (other than its iterations) is refused."""
+        self.fs.makedirs(self.path, exist_ok=True)
+        existing = self.read_config()
+        if existing is not None and not same_run(existing, run):
+            raise UserError(f"{self.url} holds another run ({existing.name!r}, a different config); "
+                            "use another --run directory, or the same config to resume")
+        self.write_text("run.json", json.dumps(to_dict(run), indent=2) + "\n")
+
+    def read_config(self) -> RunConfig | None:
+        if not self.fs.exists(self.file("run.json")):
+            return None
+        return from_dict(RunConfig, json.loads(self.fs.cat_file(self.file("run.json"))), f"{self.url}/run.json")
+
+    def write_text(self, name: str, text: str) -> None:
+        self.write_bytes(name, text.encode())
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write a file whole or not at all (a temporary name moved into place locally; one PUT remotely)."""
+        path = self.file(name)
+        self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+        if not self.local:
+            self.fs.pipe_file(path, data)
+            return
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    # -- lock --------------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Hold the run for this process; another live trainer on the same run is refused."""
+        self.fs.makedirs(self.path, exist_ok=True)
+        if self.local:
+            import fcntl
+
+            handle = open(self.file(".lock"), "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the OS if we die
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                message = f"{self.url} is being trained by {holder}; two trainers on one run are refused"
+                raise UserError(message) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            self._lock_file = handle
+            return
+        lock = self.file(".lock")
+        if self.fs.exists(lock):
+            holder = json.loads(self.fs.cat_file(lock))
+            if time.time() - holder["time"] < STALE_LOCK_SECONDS:
+                raise UserError(f"{self.url} is being trained by pid {holder['pid']} on {holder['host']} "
+                                f"(lock refreshed {int(time.time() - holder['time'])} s ago); two trainers are refused")
+        self.refresh_lock()
+
+    def refresh_lock(self) -> None:
+        """Keep a remote lock fresh (a lock not refreshed for 15 minutes counts as abandoned)."""
+        if not self.local:
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+            self.fs.pipe_file(self.file(".lock"), json.dumps(holder).encode())
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        elif not self.local and self.fs.exists(self.file(".lock")):
+            self.fs.rm(self.file(".lock"))
+
+    # -- checkpoints and stats -----------------------------------------------------------------
+    def checkpoints(self) -> list[int]:
+        """The iterations with a checkpoint, ascending."""
+        folder = self.file("checkpoints")
+        if not self.fs.exists(folder):
+            return []
+        names = (p.rpartition("/")[2] for p in self.fs.ls(folder, detail=False))
+        return sorted(int(n[:-3]) for n in names if n.endswith(".pt") and n[:-3].isdigit())
+
+    def checkpoint_path(self, iteration: int) -> str:
+        return self.file(f"checkpoints/{iteration}.pt")
+
+    def read_stats(self, up_to: int | None = None) -> list[dict]:
+        """The stats lines (of iterations ``<= up_to``)."""
+        if not self.fs.exists(self.file("stats.jsonl")):
+            return []
+        lines = [json.loads(line) for line in self.fs.cat_file(self.file("stats.jsonl")).decode().splitlines() if line]
+        return [s for s in lines if up_to is None or s["iteration"] <= up_to]
+
+    def write_stats(self, stats: list[dict]) -> None:
+        self.write_text("stats.jsonl", "".join(json.dumps(s) + "\n" for s in stats))

@@ -1,0 +1,160 @@
+"""alfine-train: learning, exact resume, killed runs, locks, reproducible batches, config errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from funlib.geometry import Roi
+
+from alfine.errors import UserError
+from alfine.synthetic import SyntheticParams, generate_block
+from alfine.training.config import run_from_dict
+from alfine.training.rundir import RunDirectory
+from alfine.training.samples import SampleMaker
+from alfine.training.trainer import train
+from alfine.volumes import prepare_volume
+
+SHAPE = (40, 64, 64)
+NO_AUGMENT = {"mirror": 0, "transpose": 0, "rotate": 0, "elastic": 0, "intensity_scale": 0, "intensity_shift": 0,
+              "gamma": 0, "noise": 0, "blur": 0}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    arrays = generate_block(SHAPE, (8, 8, 8), (0, 0, 0), (0, 0, 0), SHAPE, SyntheticParams(seed=3, cell_size=160.0))
+    roi = Roi((0, 0, 0), tuple(s * 8 for s in SHAPE))
+    for name in ("raw", "labels", "mask"):
+        prepare_volume(f"{root}/d.zarr/{name}", roi, (8, 8, 8), arrays[name].dtype, (16, 16, 16)).write(
+            roi, arrays[name])
+    return root
+
+
+def _run(data, **changes):
+    config = {
+        "name": "tiny",
+        "datasplit": {"train": [{"raw": f"{data}/d.zarr/raw", "labels": f"{data}/d.zarr/labels"}]},
+        "architecture": {"kind": "unet", "input_shape": [28, 28, 28], "num_fmaps": 3, "fmap_inc_factor": 2,
+                         "downsample_factors": [[2, 2, 2]]},
+        "task": {"kind": "affinities", "neighborhood": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
+        "trainer": {"batch_size": 2, "learning_rate": 0.003, "num_workers": 0, "seed": 1, "augment": NO_AUGMENT},
+        "iterations": 6,
+        "checkpoint_interval": 3,
+    }
+    for key, value in changes.items():
+        config[key] = {**config[key], **value} if key == "trainer" else value  # trainer settings merge
+    return run_from_dict(config, "run.json")
+
+
+def test_a_few_iterations_lower_the_loss(tmp_path):
+    """A volume just as large as one crop: every batch is the same, and 40 steps must fit it."""
+    shape = (32, 32, 32)
+    arrays = generate_block(shape, (8, 8, 8), (0, 0, 0), (0, 0, 0), shape, SyntheticParams(seed=3, cell_size=160.0))
+    roi = Roi((0, 0, 0), tuple(s * 8 for s in shape))
+    for name in ("raw", "labels"):
+        prepare_volume(f"{tmp_path}/d.zarr/{name}", roi, (8, 8, 8), arrays[name].dtype, (16, 16, 16)).write(
+            roi, arrays[name])
+    run = _run(tmp_path, iterations=40, checkpoint_interval=40, trainer={"learning_rate": 0.01})
+    summary = train(run, str(tmp_path / "run"), device="cpu")
+    losses = [s["loss"] for s in RunDirectory(str(tmp_path / "run")).read_stats()]
+    assert summary["iterations"] == 40 and len(losses) == 40
+    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5])
+    files = os.listdir(tmp_path / "run")
+    assert {"run.json", "stats.jsonl", "loss.png", "checkpoints"} <= set(files)
+    assert (tmp_path / "run" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(data, tmp_path):
+    straight = str(tmp_path / "straight")
+    train(_run(data), straight, device="cpu")
+    resumed = str(tmp_path / "resumed")
+    assert train(_run(data), resumed, device="cpu", iterations=3)["iterations"] == 3
+    summary = train(_run(data), resumed, device="cpu")
+    assert summary["started_at"] == 3 and summary["trained"] == 3
+    a = torch.load(f"{straight}/checkpoints/6.pt", weights_only=True)
+    b = torch.load(f"{resumed}/checkpoints/6.pt", weights_only=True)
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
+    assert [s["iteration"] for s in RunDirectory(resumed).read_stats()] == list(range(1, 7))
+    np.testing.assert_allclose([s["loss"] for s in RunDirectory(resumed).read_stats()],
+                               [s["loss"] for s in RunDirectory(straight).read_stats()], rtol=1e-5)
+
+
+def test_batches_do_not_depend_on_loader_workers(data):
+    maker = SampleMaker(_run(data, trainer={"augment": {"rotate": 1.0, "elastic": 1.0, "mirror": 0.5}}))
+    first = maker(5)
+    again = SampleMaker(_run(data, trainer={"augment": {"rotate": 1.0, "elastic": 1.0, "mirror": 0.5}}))(5)
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key], err_msg=key)
+    assert not np.array_equal(first["raw"], maker(6)["raw"])
+    assert first["raw"].shape == (1, 28, 28, 28) and first["target"].shape == (3, 12, 12, 12)
+    assert first["weights"].shape == first["target"].shape and first["labels"].shape == (12, 12, 12)
+
+
+def test_another_trainer_on_the_same_run_is_refused(data, tmp_path):
+    holder = RunDirectory(str(tmp_path / "run"))
+    holder.lock()
+    try:
+        with pytest.raises(UserError, match="two trainers on one run are refused"):
+            train(_run(data), str(tmp_path / "run"), device="cpu")
+    finally:
+        holder.unlock()
+
+
+def test_a_different_run_in_the_same_directory_is_refused(data, tmp_path):
+    train(_run(data, iterations=1, checkpoint_interval=1), str(tmp_path / "run"), device="cpu")
+    with pytest.raises(UserError, match="holds another run"):
+        train(_run(data, trainer={"learning_rate": 0.5}), str(tmp_path / "run"), device="cpu")
+
+
+def test_a_killed_trainer_loses_only_what_came_after_its_checkpoint(data, tmp_path):
+    run = _run(data, iterations=400, checkpoint_interval=2)
+    from alfine.configs import to_dict
+
+    (tmp_path / "run.json").write_text(json.dumps(to_dict(run)))
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "alfine-train"), "--run-config",
+                                str(tmp_path / "run.json"), "--run", str(run_dir), "--device", "cpu", "--no-progress"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(RunDirectory(str(run_dir)).checkpoints()) < 2:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kept = RunDirectory(str(run_dir)).checkpoints()
+    assert len(kept) >= 2, "no checkpoint written in time"
+    last = kept[-1]
+    summary = train(run, str(run_dir), device="cpu", iterations=last + 2)
+    assert summary["started_at"] == last and summary["iterations"] == last + 2
+    assert [s["iteration"] for s in RunDirectory(str(run_dir)).read_stats()] == list(range(1, last + 3))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"trainer": {"optimizer": "adamm"}}, r"run\.json: trainer\.optimizer: expected \"adam\""),
+        ({"iterations": 0}, r"run\.json: iterations and checkpoint_interval must be at least 1"),
+        ({"architecture": {"kind": "unet", "input_shape": [27, 28, 28], "num_fmaps": 2,
+                           "downsample_factors": [[2, 2, 2]]}}, "27"),
+        ({"task": {"kind": "affinities", "neighborhood": [[1, 0], [0, 1]]}}, "the task is 2D"),
+    ],
+)
+def test_bad_run_configs_are_one_line_errors(data, tmp_path, changes, message):
+    with pytest.raises(UserError, match=message):
+        train(_run(data, **changes), str(tmp_path / "run"), device="cpu")
+
+
+def test_mismatched_voxel_sizes_are_refused_before_training(data, tmp_path):
+    roi = Roi((0, 0, 0), (64, 64, 64))
+    prepare_volume(f"{tmp_path}/other.zarr/labels", roi, (4, 4, 4), "uint64", (16, 16, 16))
+    run = _run(data, datasplit={"train": [{"raw": f"{data}/d.zarr/raw", "labels": f"{tmp_path}/other.zarr/labels"}]})
+    with pytest.raises(UserError, match="voxel size"):
+        train(run, str(tmp_path / "run"), device="cpu")
+    assert not RunDirectory(str(tmp_path / "run")).checkpoints()
