@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The alfine pipeline on the embedded default: a synthetic volume, local files, no server.
 # Everything is written under $DEMO (default: demo/); re-running reuses what is there.
-# (Later steps arrive with their issues: training, validation, export, prediction,
+# (Later steps arrive with their issues: validation, export, prediction, blockwise
 # post-processing and relabelling.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,4 +63,41 @@ print(f"evaluation of {e['prediction']} against {e['truth']} ({s['voxels']:,} la
 for key in ("voi_split", "voi_merge", "adapted_rand_error", "match_f1", "false_splits", "false_merges"):
     arrow = "higher is better" if e["higher_is_better"][key] else "lower is better"
     print(f"  {key:<20} {s[key]:.4f}  ({arrow})" if isinstance(s[key], float) else f"  {key:<20} {s[key]}  ({arrow})")
+PY
+
+echo "== 5. train a small UNet to predict affinities (a few minutes on 2 CPU cores; resumes if re-run)" >&2
+cat > "$DEMO/run.json" <<JSON
+{
+  "name": "demo-affinities",
+  "datasplit": {"train": [{"raw": "$DEMO/data.zarr/raw", "labels": "$DEMO/data.zarr/labels",
+                           "mask": "$DEMO/data.zarr/mask"}]},
+  "architecture": {"kind": "unet", "input_shape": [68, 68, 68], "num_fmaps": 6, "fmap_inc_factor": 2,
+                   "downsample_factors": [[2, 2, 2], [2, 2, 2]]},
+  "task": {"kind": "affinities", "neighborhood": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
+  "trainer": {"batch_size": 2, "learning_rate": 0.003, "num_workers": 2, "seed": 1, "min_masked": 0.2},
+  "iterations": ${DEMO_ITERATIONS:-400},
+  "checkpoint_interval": 100,
+  "snapshot_interval": 50
+}
+JSON
+alfine-train --run-config "$DEMO/run.json" --run "$DEMO/runs/demo-affinities" > "$DEMO/train.json"
+python3 - "$DEMO" <<'PY' >&2
+import json, sys
+import numpy as np
+from alfine.volumes import open_volume
+demo = sys.argv[1]
+t = json.load(open(f"{demo}/train.json"))
+run = f"{demo}/runs/demo-affinities"
+stats = [json.loads(line) for line in open(f"{run}/stats.jsonl")]
+first, last = np.mean([s["loss"] for s in stats[:20]]), np.mean([s["loss"] for s in stats[-20:]])
+print(f"\ntrained {t['name']} to iteration {t['iterations']} ({t['trained']} now, "
+      f"{t['iterations_per_second'] or 0:.2f} it/s, data wait {t.get('data_wait_share', 0):.0%} of the time)")
+print(f"loss: {first:.4f} over the first 20 iterations -> {last:.4f} over the last 20 ({run}/loss.png)")
+print("prediction error on each snapshot's batch (mean |prediction - target| where the weights are > 0):")
+import os
+for it in sorted(int(n) for n in os.listdir(f"{run}/snapshots.zarr") if n.isdigit()):
+    snap = f"{run}/snapshots.zarr/{it}"
+    p, y, w = (open_volume(f"{snap}/{n}").read() for n in ("prediction", "target", "weights"))
+    print(f"  iteration {it:>5}: {np.abs(p - y)[w > 0].mean():.3f}")
+print(f"open {run}/snapshots.zarr in neuroglancer to see raw, labels, target and prediction side by side")
 PY

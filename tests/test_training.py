@@ -158,3 +158,10 @@ def test_mismatched_voxel_sizes_are_refused_before_training(data, tmp_path):
     with pytest.raises(UserError, match="voxel size"):
         train(run, str(tmp_path / "run"), device="cpu")
     assert not RunDirectory(str(tmp_path / "run")).checkpoints()
+
+
+def test_loader_workers_do_not_keep_the_run_locked(data, tmp_path):
+    """Forked loader workers inherit the lock's file; a finished run must leave the run free at once."""
+    run = _run(data, iterations=2, checkpoint_interval=2, trainer={"num_workers": 2})
+    train(run, str(tmp_path / "run"), device="cpu")
+    assert train(run, str(tmp_path / "run"), device="cpu", iterations=4)["started_at"] == 2

@@ -101,6 +101,11 @@ class RunDirectory:
                                 f"(lock refreshed {int(time.time() - holder['time'])} s ago); two trainers are refused")
         self.refresh_lock()
 
+    @property
+    def lock_fd(self) -> int | None:
+        """The file descriptor holding a local lock (forked workers close their copy of it)."""
+        return self._lock_file.fileno() if self._lock_file is not None else None
+
     def refresh_lock(self) -> None:
         """Keep a remote lock fresh (a lock not refreshed for 15 minutes counts as abandoned)."""
         if not self.local:

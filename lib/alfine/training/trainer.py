@@ -53,8 +53,18 @@ class _Samples(torch.utils.data.Dataset):
         return self.maker(index)
 
 
-def _worker_init(_worker_id: int) -> None:
-    torch.set_num_threads(1)  # loader workers share the cores with the model step
+@dataclasses.dataclass(frozen=True)
+class _WorkerInit:
+    """Set up a loader worker: one thread, and not holding the run's lock (a fork inherits it)."""
+
+    lock_fd: int | None
+
+    def __call__(self, _worker_id: int) -> None:
+        import os
+
+        torch.set_num_threads(1)  # loader workers share the cores with the model step
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)  # the trainer's own descriptor keeps the lock
 
 
 def _optimizer(run: RunConfig, model) -> torch.optim.Optimizer:
@@ -134,7 +144,7 @@ def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device) -> dict:
     indices = range(start * t.batch_size, run.iterations * t.batch_size)
     loader = torch.utils.data.DataLoader(
         _Samples(maker), batch_size=t.batch_size, sampler=indices, num_workers=t.num_workers,
-        worker_init_fn=_worker_init if t.num_workers else None, persistent_workers=False,
+        worker_init_fn=_WorkerInit(run_dir.lock_fd) if t.num_workers else None, persistent_workers=False,
         prefetch_factor=4 if t.num_workers else None, pin_memory=device.type == "cuda")
     log.info("training %s: %d -> %d iterations, input %s -> output %s voxels, %d loader workers, on %s",
              run.name, start, run.iterations, tuple(shapes.input_shape), tuple(shapes.output_shape),
@@ -184,6 +194,7 @@ def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device) -> dict:
                 write_snapshot(f"{run_dir.url}/snapshots.zarr/{iteration}", batch, prediction, shapes)
             if iteration % run.checkpoint_interval == 0 or iteration == run.iterations:
                 _checkpoint(run_dir, iteration, model, optimizer, scheduler, scaler, stats)
+    del batches  # stops the loader workers now
     seconds = time.perf_counter() - began
     summary = _summary(run, run_dir, start, run.iterations, stats, seconds)
     summary["data_wait_share"] = round(waited / seconds, 4) if seconds else 0.0
