@@ -96,6 +96,11 @@ class SampleMaker:
         return CropSampler(datasets, self.shapes.needed_extent(self.run.trainer.augment),
                            min_masked=self.run.trainer.min_masked, label_shape=self.shapes.output_shape)
 
+    def prepare(self) -> SampleShapes:
+        """Open and check the datasets and build the crop sampler now (before loader workers fork)."""
+        _ = self._sampler
+        return self.shapes
+
     def __call__(self, index: int) -> dict[str, np.ndarray]:
         """Sample ``index``: raw ``[C_in, *input]``, target and weights ``[C, *output]``, labels ``[*output]``."""
         rng = np.random.default_rng([self.run.seed, index])

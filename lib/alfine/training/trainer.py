@@ -139,8 +139,7 @@ def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device) -> dict:
         return _summary(run, run_dir, start, start, stats, 0.0)
 
     maker = SampleMaker(run)
-    shapes = maker.shapes  # opens the datasets and checks them before any worker starts
-    maker._sampler  # noqa: B018  (built once here, inherited by the workers)
+    shapes = maker.prepare()  # checks the datasets and builds the sampler once, inherited by the workers
     indices = range(start * t.batch_size, run.iterations * t.batch_size)
     loader = torch.utils.data.DataLoader(
         _Samples(maker), batch_size=t.batch_size, sampler=indices, num_workers=t.num_workers,
