@@ -1,0 +1,88 @@
+"""A torch model ready to predict: built once, all weights loaded, eval mode, task activation applied."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from ..architectures import ArchitectureConfig
+from ..architectures.pretrained import read_state_dict, strip_prefix
+from ..errors import UserError
+from ..tasks import TaskConfig
+from ..training.trainer import choose_device
+
+log = logging.getLogger(__name__)
+
+
+class TorchPredictor:
+    """``raw [C_in, *input] float32`` (normalised) → ``[C_out, *output] float32`` activated outputs.
+
+    ``weights`` is a state dict, or the URL of a state dict or of an alfine checkpoint (its
+    ``"model"``); every tensor of the model must be loaded from it, else a :class:`UserError`
+    naming the weights and the architecture. ``device`` is ``"cpu"``, ``"cuda"`` (or
+    ``"cuda:N"``) or ``"auto"`` (CUDA when present).
+    """
+
+    def __init__(self, architecture: ArchitectureConfig, task: TaskConfig,
+                 weights: Mapping[str, torch.Tensor] | str, device: str = "auto"):
+        from ..tasks.losses import TaskActivation
+
+        self.architecture = architecture
+        self.task = task
+        self.device = choose_device(device)
+        model = architecture.build(task.num_channels)
+        source = weights if isinstance(weights, str) else "the given state dict"
+        state = read_state_dict(weights) if isinstance(weights, str) else dict(weights)
+        model.load_state_dict(_matching(model, state, source, architecture))
+        self.model = torch.nn.Sequential(model, TaskActivation(task)).to(self.device).eval()
+        log.info("predicting with a %s (%s) on %s", architecture.kind, source, self.device)
+
+    @classmethod
+    def from_run(cls, run_url: str, iteration: int | None = None, device: str = "auto") -> TorchPredictor:
+        """The model of the run at ``run_url`` with the weights of checkpoint ``iteration`` (default: the latest)."""
+        from .predict import run_predictor_spec
+
+        return run_predictor_spec(run_url, iteration, device).build()
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        """The activated prediction of one normalised input; a :class:`UserError` for a wrong shape."""
+        channels = self.architecture.fmaps_in
+        if raw.ndim != self.architecture.dims() + 1 or raw.shape[0] != channels:
+            raise UserError(f"the network needs input [{channels}, *spatial] ({self.architecture.dims()}D), "
+                            f"got an array of shape {raw.shape}")
+        self.architecture.check_input_shape(raw.shape[1:])
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))[None].to(self.device)
+            return self.model(x)[0].float().cpu().numpy()
+
+
+def _matching(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str,
+              architecture: ArchitectureConfig) -> dict[str, torch.Tensor]:
+    """``state`` (a common prefix stripped) if it holds exactly the model's tensors with their shapes;
+    else a :class:`UserError` naming ``source``, the architecture and what differs."""
+    own = model.state_dict()
+    state = strip_prefix(state, own)
+    problems = []
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
+                  for k in own if k in state and state[k].shape != own[k].shape]
+    for what, names in (("shapes differ", mismatched), ("missing from the weights", missing),
+                        ("not in the model", unexpected)):
+        if names:
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            problems.append(f"{what}: {', '.join(names[:3])}{more}")
+    if problems:
+        arch = ", ".join(f"{k}={v}" for k, v in _summary(architecture).items())
+        raise UserError(f"{source} does not match the {architecture.kind} architecture ({arch}): "
+                        + "; ".join(problems))
+    return state
+
+
+def _summary(architecture: ArchitectureConfig) -> dict:
+    """The fields that most often explain a mismatch, as set in the config."""
+    keys = ("input_shape", "fmaps_in", "num_fmaps", "fmap_inc_factor", "downsample_factors", "upsample_factors")
+    return {k: getattr(architecture, k) for k in keys if hasattr(architecture, k)}
