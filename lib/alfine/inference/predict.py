@@ -26,11 +26,12 @@ import numpy as np
 from funlib.geometry import Roi
 
 from ..architectures import ArchitectureConfig
-from ..blockwise import BlockLayout, DoneMarkers, check_chunk_aligned, markers_url_for, run_blocks
+from ..blockwise import BlockLayout
 from ..configs import from_dict, to_dict
 from ..datasplits import Normalisation, Percentile, normalise
 from ..errors import UserError
 from ..geometry import check_aligned, format_roi
+from ..jobs.blocks import run
 from ..tasks import TaskConfig
 from ..volumes import open_volume, prepare_volume
 from .layout import full_read_roi, prediction_layout
@@ -155,10 +156,8 @@ def predict_volume(
     output = prepare_volume(output_url, roi, voxel_size, np.float32, chunks, channels=(len(names),),
                             zarr_format=zarr_format, compression=compression)
     output.array.attrs.update({"channel_names": names, "alfine_task": spec.task, "alfine_predictor": spec.describe()})
-    check_chunk_aligned(layout, output.chunk_shape * voxel_size, output.offset, output_url)
     process = PredictBlock(spec, raw_url, normalisation, output_url, layout)
-    markers = DoneMarkers(markers_url_for(output_url), layout)
-    counts = run_blocks("predict", layout, process, markers, workers=workers, block_id=block_id)
+    counts = run("predict", layout, output, process, workers=workers, block_id=block_id)
     return {"output": output_url, "raw": raw_url, "roi": format_roi(roi), "voxel_size": list(voxel_size),
             "block_shape": list(block_voxels), "context": list(architecture.context()),
             "channel_names": names, "predictor": spec.describe(), **counts}

@@ -39,9 +39,9 @@ def print_blocks(blocks: BlockLayout) -> dict:
     return {"blocks": len(blocks), "roi": format_roi(blocks.roi), "block_shape": list(blocks.block_shape)}
 
 
-def run(name: str, blocks: BlockLayout, output: Volume, process: Callable[[Block], None], options) -> dict:
-    """Run ``process`` over ``blocks`` writing ``output`` under the block contract of ``options``."""
+def run(name: str, blocks: BlockLayout, output: Volume, process: Callable[[Block], None], workers: int = 1,
+        block_id: int | None = None, launcher: str | None = None) -> dict:
+    """Run ``process`` over ``blocks`` writing ``output``: chunk-aligned, resumable, one block or all."""
     check_chunk_aligned(blocks, output.chunk_shape * output.voxel_size, output.offset, output.url.url)
     markers = DoneMarkers(markers_url_for(output.url.url), blocks)
-    return run_blocks(name, blocks, process, markers, workers=options.workers, block_id=options.block_id,
-                      launcher=options.launcher)
+    return run_blocks(name, blocks, process, markers, workers=workers, block_id=block_id, launcher=launcher)

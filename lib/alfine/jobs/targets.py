@@ -75,6 +75,7 @@ def make_targets(options) -> dict:
         known = prepare_volume(options.weights, roi, labels.voxel_size, np.uint8, channels=(len(names),), **storage)
         known.array.attrs.update(attributes)
     process = TargetsOfBlock(to_dict(task), options.labels, options.mask, options.output, options.weights)
-    counts = blockwise.run("make-targets", blocks, output, process, options)
+    counts = blockwise.run("make-targets", blocks, output, process, options.workers, options.block_id,
+                           options.launcher)
     return {"output": options.output, "weights": options.weights, "task": task.kind, "channel_names": names,
             "context": list(task.context(labels.voxel_size)), **counts}
