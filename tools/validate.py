@@ -3,7 +3,7 @@
 import dataclasses
 from typing import Optional
 
-from alfine.cli import Common, flag, flags, not_available, run
+from alfine.cli import Common, flag, flags, run
 
 DESCRIPTION = """Predict each validation dataset of a run, sweep the task's post-processing parameters, score
 every result, append the scores to RUN/validation.jsonl and store the best iteration and
@@ -18,10 +18,20 @@ class Options(Common):
     run: str = flag(help="the run directory", metavar="DIR")
     iteration: Optional[int] = flag(None, "validate this checkpoint iteration", metavar="N", parse=int)
     all: bool = flag(False, "validate every checkpoint not validated yet")
-    latest: bool = flag(False, "validate the latest checkpoint")
-    device: str = flags.device()
+    latest: bool = flag(False, "validate the latest checkpoint (the default)")
+    device: str = flag("auto", "cpu, cuda, cuda:N, or auto (CUDA when present)", metavar="DEVICE")
     workers: int = flags.workers()
 
 
+def body(o: Options) -> dict:
+    from alfine.validation.run import validate
+
+    if sum([o.iteration is not None, o.all, o.latest]) > 1:
+        from alfine.errors import UserError
+
+        raise UserError("give at most one of --iteration N, --all, --latest (default: --latest)")
+    return validate(o.run, iteration=o.iteration, every=o.all, device=o.device, workers=o.workers)
+
+
 def main(argv=None) -> int:
-    return run(Options, not_available("alfine-validate", 5), DESCRIPTION, argv)
+    return run(Options, body, DESCRIPTION, argv)

@@ -7,6 +7,10 @@
     RUN/stats.jsonl           one line per iteration (loss, learning rate, step time, data wait)
     RUN/loss.png              the loss curve
     RUN/snapshots.zarr/N/     raw, labels, target, weights and prediction of a batch
+    RUN/validation.jsonl      validation scores, one line per (iteration, dataset, post-processing parameters)
+    RUN/best.json             the best iteration and parameters per metric (alfine.validation.selection)
+    RUN/validation.png        the validation metrics over iterations
+    RUN/validation/N.zarr/    validation predictions and segmentations (best iterations and the latest only)
     RUN/.lock                 held while a trainer works on the run
 """
 

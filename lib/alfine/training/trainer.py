@@ -191,8 +191,13 @@ def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device) -> dict:
                 with torch.no_grad():
                     prediction = activation(logits.detach().float()).cpu().numpy()
                 write_snapshot(f"{run_dir.url}/snapshots.zarr/{iteration}", batch, prediction, shapes)
-            if iteration % run.checkpoint_interval == 0 or iteration == run.iterations:
+            checkpointed = iteration % run.checkpoint_interval == 0 or iteration == run.iterations
+            if checkpointed:
                 _checkpoint(run_dir, iteration, model, optimizer, scheduler, scaler, stats)
+            if run.validation_interval and iteration % run.validation_interval == 0 and run.datasplit.validate:
+                if not checkpointed:  # validation reads the iteration's checkpoint
+                    _checkpoint(run_dir, iteration, model, optimizer, scheduler, scaler, stats)
+                _validate(run_dir, iteration, device)
     del batches  # stops the loader workers now
     seconds = time.perf_counter() - began
     summary = _summary(run, run_dir, start, run.iterations, stats, seconds)
@@ -210,6 +215,15 @@ def _checkpoint(run_dir, iteration, model, optimizer, scheduler, scaler, stats) 
     run_dir.write_stats(stats)
     run_dir.write_bytes("loss.png", loss_png(stats))
     run_dir.refresh_lock()
+
+
+def _validate(run_dir: RunDirectory, iteration: int, device: torch.device) -> None:
+    """Validate the checkpoint of ``iteration`` in this process (the loader workers keep prefetching)."""
+    from ..validation.run import validate
+
+    best = validate(run_dir.url, iteration=iteration, device=str(device))["best"]
+    shown = {m: round(b["value"], 4) for m, b in best.items() if m in ("voi", "adapted_rand_error", "match_f1", "f1")}
+    log.info("validated iteration %d: best so far %s", iteration, shown)
 
 
 def _summary(run: RunConfig, run_dir: RunDirectory, start: int, end: int, stats: list[dict], seconds: float) -> dict:

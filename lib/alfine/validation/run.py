@@ -1,0 +1,205 @@
+"""Validating a run: predict each validation dataset, sweep post-processing, score, select the best.
+
+For an iteration, every validation dataset's labelled region is predicted by the blockwise
+inference that ``alfine-predict-block`` uses (seam-free, with the network's context; a region
+smaller than the network's input is predicted from one input padded with zeros), every
+parameter set of the task's post-processing grid is applied, and each result is scored against
+the labels inside the mask. The iteration's rows in ``validation.jsonl`` are replaced (never
+duplicated), ``best.json`` is recomputed, ``validation.png`` redrawn, and validation outputs are
+kept only for the best iterations and the latest::
+
+    RUN/validation/ITERATION.zarr/DATASET/prediction   the network's output on the labelled region
+    RUN/validation/ITERATION.zarr/DATASET/METHOD       the segmentation of METHOD's best parameters
+                                                        (by the main metric) on this dataset
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+from funlib.geometry import Coordinate
+
+from ..errors import UserError
+from ..evaluation import ConfusionCounts, better, evaluate_instances
+from ..postprocess import METHODS, grid
+from ..postprocess import run as run_method
+from ..training.rundir import RunDirectory
+from ..volumes import open_volume, prepare_volume
+from .plot import validation_png
+from .scores import ValidationLog, flat_scores
+from .selection import keep_iterations, main_metric, select_best, write_best
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = "validation"
+
+
+def choose_iterations(run_dir: RunDirectory, iteration: int | None, every: bool) -> list[int]:
+    """The checkpoints to validate: ``iteration``, every one not validated yet (``every``), or the latest."""
+    available = run_dir.checkpoints()
+    if not available:
+        raise UserError(f"{run_dir.url} has no checkpoints to validate yet")
+    if iteration is not None:
+        if iteration not in available:
+            raise UserError(f"{run_dir.url} has no checkpoint {iteration}; it has {available}")
+        return [iteration]
+    if every:
+        done = set(ValidationLog(run_dir).iterations())
+        return [i for i in available if i not in done]
+    return [available[-1]]
+
+
+def predicted_masks(task, method: str, params: dict, segmentation: np.ndarray, spatial_dims: int) -> dict:
+    """For a semantic task, each class id's predicted mask in ``segmentation`` of ``method``:
+    a channel of a per-channel mask (threshold), a channel index of a class map (argmax; channel 0 is
+    background when the task's first channel is), or the foreground of instance labels (for the class
+    of the thresholded channel)."""
+    names = task.channel_names()
+    shift = 1 if names and names[0] == "background" else 0
+    if METHODS[method].instances if method in METHODS else False:
+        class_id = task.class_ids[min(int(params.get("channel", 0)), len(task.class_ids) - 1)]
+        return {class_id: segmentation > 0}
+    if segmentation.ndim > spatial_dims:
+        return {class_id: segmentation[i] != 0 for i, class_id in enumerate(task.class_ids) if i < len(segmentation)}
+    return {class_id: segmentation == i + shift for i, class_id in enumerate(task.class_ids)}
+
+
+def score(task, method: str, params: dict, labels: np.ndarray, mask: np.ndarray | None,
+          segmentation: np.ndarray) -> dict:
+    """The task's evaluation of one segmentation: instance scores, or semantic scores per class id."""
+    if task.evaluation == "instance":
+        return evaluate_instances(labels, segmentation, mask)
+    classes = task.class_map(labels)
+    scores = {}
+    for class_id, predicted in predicted_masks(task, method, params, segmentation, labels.ndim).items():
+        counts = ConfusionCounts()
+        counts.add(classes == class_id, predicted, mask)
+        scores[str(class_id)] = counts.scores()
+    return scores
+
+
+def _channels(selection: slice) -> list[int] | None:
+    """A post-processing channel slice as JSON (``[start, stop]``, or None for all channels)."""
+    if selection == slice(None):
+        return None
+    return [selection.start or 0, selection.stop]
+
+
+def _folder(dataset_name: str) -> str:
+    return dataset_name.replace("/", "_")
+
+
+def validate_iteration(run_dir: RunDirectory, run, iteration: int, device: str, workers: int) -> list[dict]:
+    """Rows of scores of ``iteration`` on every validation dataset and every post-processing parameter set;
+    writes the prediction and each method's best segmentation under ``RUN/validation/ITERATION.zarr``."""
+    from ..inference import predict_volume, run_predictor_spec
+
+    spec = run_predictor_spec(run_dir.url, iteration, device)
+    offsets = getattr(run.task, "neighborhood", None)
+    main = main_metric(run.task.evaluation)
+    _remove(run_dir, iteration)  # a checkpoint validated again is predicted again
+    rows = []
+    for dataset in run.datasplit.validate:
+        labels_volume = open_volume(dataset.labels)
+        out = f"{run_dir.url}/{OUTPUTS}/{iteration}.zarr/{_folder(dataset.name)}"
+        predicted = predict_volume(spec, dataset.raw, dataset.normalisation, f"{out}/prediction",
+                                   roi=labels_volume.roi, workers=workers)
+        if tuple(predicted["voxel_size"]) != tuple(labels_volume.voxel_size):
+            raise UserError(f"{dataset.labels}: labels of voxel size {tuple(labels_volume.voxel_size)} cannot "
+                            f"score predictions of voxel size {tuple(predicted['voxel_size'])}")
+        prediction = open_volume(f"{out}/prediction").read()
+        labels = labels_volume.read()
+        if dataset.class_of_label:
+            from ..tasks.targets.semantic import classes_from_labels
+
+            labels = classes_from_labels(labels, dataset.label_classes())
+        mask = open_volume(dataset.mask).read(labels_volume.roi, fill_value=0) if dataset.mask else None
+        for post in run.task.postprocessing():
+            best_value, best_segmentation, best_params = None, None, None
+            for params in grid(post.method, post.grid):
+                segmentation = run_method(post.method, prediction[post.channels], params, offsets=offsets)
+                scores = score(run.task, post.method, params, labels, mask, segmentation)
+                rows.append({"iteration": iteration, "dataset": dataset.name, "method": post.method,
+                             "params": params, "channels": _channels(post.channels), "scores": scores})
+                value = flat_scores(scores).get(main, float("nan"))
+                if best_segmentation is None or better(main, value, best_value):
+                    best_value, best_segmentation, best_params = value, segmentation, params
+            _write_segmentation(f"{out}/{post.method}", labels_volume, best_segmentation,
+                                {"method": post.method, "params": best_params, main: best_value})
+    return rows
+
+
+def _write_segmentation(url: str, labels, segmentation: np.ndarray, attrs: dict) -> None:
+    """``segmentation`` on the labels' grid (channels first when it has more axes than the labels)."""
+    channels = segmentation.shape[: segmentation.ndim - labels.roi.dims]
+    chunks = Coordinate(min(64, s) for s in segmentation.shape[len(channels):])
+    volume = prepare_volume(url, labels.roi, labels.voxel_size, segmentation.dtype, chunks, channels=channels,
+                            overwrite=True)
+    volume.write(labels.roi, segmentation)
+    volume.array.attrs.update({"alfine_validation": attrs})
+
+
+def validate(run_url: str, iteration: int | None = None, every: bool = False, device: str = "auto",
+             workers: int = 1) -> dict:
+    """Validate the chosen iterations of the run at ``run_url`` (default: its latest checkpoint); the
+    summary holds the best iteration, post-processing and value per criterion, averaged over datasets."""
+    run_dir = RunDirectory(run_url)
+    run = run_dir.read_config()
+    if run is None:
+        raise UserError(f"{run_url} is not a run directory (no run.json)")
+    if not run.datasplit.validate:
+        raise UserError(f"{run_url}: the run's datasplit has no validate datasets")
+    scores_log = ValidationLog(run_dir)
+    chosen = choose_iterations(run_dir, iteration, every)
+    for it in chosen:
+        log.info("validating iteration %d on %d dataset(s)", it, len(run.datasplit.validate))
+        scores_log.replace(it, validate_iteration(run_dir, run, it, device, workers))
+    rows = scores_log.rows()
+    main = main_metric(run.task.evaluation)
+    summary = {"run": run_url, "validated": chosen, "main_metric": main}
+    if not rows:
+        return summary | {"best": {}}
+    best = select_best(rows)
+    write_best(run_dir, best, main)
+    run_dir.write_bytes("validation.png", validation_png(rows, run.task.evaluation))
+    _prune(run_dir, keep_iterations(best, max(scores_log.iterations())))
+    averages = {metric: choice["average"] for metric, choice in best.items() if choice["average"] is not None}
+    _log_summary(averages, main)
+    for entry in averages.values():
+        entry.pop("scores")
+    return summary | {"best": averages, "best_json": f"{run_url}/best.json",
+                      "plot": f"{run_url}/validation.png"}
+
+
+def _log_summary(averages: dict[str, dict], main: str) -> None:
+    """The best per criterion, for people, on stderr (the main metric first)."""
+    for metric in sorted(averages, key=lambda m: (m != main, m)):
+        entry = averages[metric]
+        if "/" in metric or metric not in (main, "voi", "adapted_rand_error", "match_f1", "f1", "jaccard"):
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in entry["params"].items()) or "no parameters"
+        log.info("best %s: %.4f at iteration %d with %s (%s)", metric, entry["value"], entry["iteration"],
+                 entry["method"], params)
+
+
+def _remove(run_dir: RunDirectory, iteration: int) -> None:
+    """Delete the validation outputs of ``iteration`` (its container, done markers included)."""
+    path = run_dir.file(f"{OUTPUTS}/{iteration}.zarr")
+    if run_dir.fs.exists(path):
+        if run_dir.local:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            run_dir.fs.rm(path, recursive=True)
+
+
+def _prune(run_dir: RunDirectory, keep: set[int]) -> None:
+    """Remove validation outputs of iterations that are neither best for a criterion nor the latest."""
+    folder = run_dir.file(OUTPUTS)
+    if not run_dir.fs.exists(folder):
+        return
+    for path in run_dir.fs.ls(folder, detail=False):
+        name = path.rstrip("/").rpartition("/")[2].removesuffix(".zarr")
+        if name.isdigit() and int(name) not in keep:
+            _remove(run_dir, int(name))
