@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The alfine pipeline on the embedded default: a synthetic volume, local files, no server.
 # Everything is written under $DEMO (default: demo/); re-running reuses what is there.
-# (Later steps arrive with their issues: validation, export, prediction, blockwise
-# post-processing and relabelling.)
+# (Later steps arrive with their issues: export, prediction, blockwise post-processing and
+# relabelling.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=${DEMO:-demo}
@@ -65,19 +65,25 @@ for key in ("voi_split", "voi_merge", "adapted_rand_error", "match_f1", "false_s
     print(f"  {key:<20} {s[key]:.4f}  ({arrow})" if isinstance(s[key], float) else f"  {key:<20} {s[key]}  ({arrow})")
 PY
 
-echo "== 5. train a small UNet to predict affinities (a few minutes on 2 CPU cores; resumes if re-run)" >&2
+echo "== 5. train a small UNet to predict affinities, validating every 100 iterations on a second volume" >&2
+echo "   (a few minutes on 2 CPU cores; resumes if re-run)" >&2
+alfine-synthesize --output "$DEMO/validate.zarr" --shape 40,96,96 --voxel-size 8,8,8 --seed 2 \
+    > "$DEMO/synthesize-validate.json"
 cat > "$DEMO/run.json" <<JSON
 {
   "name": "demo-affinities",
   "datasplit": {"train": [{"raw": "$DEMO/data.zarr/raw", "labels": "$DEMO/data.zarr/labels",
-                           "mask": "$DEMO/data.zarr/mask"}]},
+                           "mask": "$DEMO/data.zarr/mask"}],
+                "validate": [{"raw": "$DEMO/validate.zarr/raw", "labels": "$DEMO/validate.zarr/labels",
+                              "mask": "$DEMO/validate.zarr/mask"}]},
   "architecture": {"kind": "unet", "input_shape": [68, 68, 68], "num_fmaps": 6, "fmap_inc_factor": 2,
                    "downsample_factors": [[2, 2, 2], [2, 2, 2]]},
   "task": {"kind": "affinities", "neighborhood": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
   "trainer": {"batch_size": 2, "learning_rate": 0.003, "num_workers": 2, "seed": 1, "min_masked": 0.2},
   "iterations": ${DEMO_ITERATIONS:-400},
   "checkpoint_interval": 100,
-  "snapshot_interval": 50
+  "snapshot_interval": 50,
+  "validation_interval": 100
 }
 JSON
 alfine-train --run-config "$DEMO/run.json" --run "$DEMO/runs/demo-affinities" > "$DEMO/train.json"
@@ -100,4 +106,19 @@ for it in sorted(int(n) for n in os.listdir(f"{run}/snapshots.zarr") if n.isdigi
     p, y, w = (open_volume(f"{snap}/{n}").read() for n in ("prediction", "target", "weights"))
     print(f"  iteration {it:>5}: {np.abs(p - y)[w > 0].mean():.3f}")
 print(f"open {run}/snapshots.zarr in neuroglancer to see raw, labels, target and prediction side by side")
+PY
+
+echo "== 6. the best iteration and post-processing by validation (alfine-validate validates what is missing)" >&2
+alfine-validate --run "$DEMO/runs/demo-affinities" --all > "$DEMO/validate.json"
+python3 - "$DEMO" <<'PY' >&2
+import json, sys
+demo = sys.argv[1]
+v = json.load(open(f"{demo}/validate.json"))
+run = v["run"]
+print(f"\nvalidation scores of every checkpoint: {run}/validation.jsonl, plotted in {run}/validation.png")
+print("best on the validation volume, per criterion (RUN/best.json; '--iteration best --criterion NAME'):")
+for metric in ("voi", "adapted_rand_error", "match_f1"):
+    b = v["best"][metric]
+    params = ", ".join(f"{k}={x}" for k, x in b["params"].items())
+    print(f"  {metric:<20} {b['value']:.4f} at iteration {b['iteration']}, {b['method']} ({params})")
 PY

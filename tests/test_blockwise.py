@@ -46,6 +46,10 @@ def test_chunk_alignment_is_checked():
     check_chunk_aligned(_layout(), Coordinate(8, 12, 16), ROI.begin, "out")
     with pytest.raises(UserError, match="two workers would write one chunk"):
         check_chunk_aligned(_layout(), Coordinate(12, 12, 16), ROI.begin, "out")
+    # one block along an axis (x: a 48-wide block over 40, chunks clamped to 40): nothing to share
+    check_chunk_aligned(_layout(block=(16, 12, 48)), Coordinate(8, 12, 40), ROI.begin, "out")
+    with pytest.raises(UserError, match="two workers would write one chunk"):  # two blocks along x again
+        check_chunk_aligned(_layout(block=(16, 12, 24)), Coordinate(8, 12, 40), ROI.begin, "out")
 
 
 class WriteBlockId:

@@ -167,3 +167,19 @@ def test_training_validates_every_validation_interval(tmp_path, monkeypatch, cap
     assert sorted({r["iteration"] for r in rows}) == [2, 4]  # validated at 2 and 4 (checkpointed for it)
     assert sorted(int(p.stem) for p in (tmp_path / "trained" / "checkpoints").iterdir()) == [2, 3, 4]
     assert read_best(str(tmp_path / "trained"))["main_metric"] == "f1"
+
+
+def test_validation_predicts_with_few_large_inputs_within_a_memory_budget():
+    from alfine.validation.run import covering_input_shape
+
+    architecture = from_dict(ArchitectureConfig, {"kind": "unet", "num_fmaps": 2, "input_shape": [20, 20, 20],
+                                                  "downsample_factors": [[2, 2, 2]]}, "a")
+    shape = covering_input_shape(architecture, (5, 30, 61), 3)
+    architecture.check_input_shape(shape)
+    output = architecture.output_shape(shape)
+    assert all(o >= r for o, r in zip(output, (5, 30, 61), strict=True))
+    smaller = [s - 2 for s in shape]  # one step less on an axis no longer covers it
+    assert any(o < r for o, r in zip(architecture.output_shape(smaller), (5, 30, 61), strict=True))
+    capped = covering_input_shape(architecture, (500, 500, 500), 3, memory_bytes=architecture.activation_bytes(
+        (40, 40, 40), 3))
+    assert architecture.activation_bytes(capped, 3) <= architecture.activation_bytes((40, 40, 40), 3)

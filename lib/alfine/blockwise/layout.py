@@ -96,8 +96,10 @@ class BlockLayout:
 
 
 def check_chunk_aligned(layout: BlockLayout, chunk_world: Coordinate, origin: Coordinate, what: str) -> None:
-    """Refuse a layout whose blocks would share chunks of an output (chunks start at ``origin``)."""
-    misaligned = any(b % c for b, c in zip(layout.block_shape, chunk_world, strict=True)) or any(
+    """Refuse a layout whose blocks would share chunks of an output (chunks start at ``origin``); along an axis
+    with a single block (the block covers the region), any block shape is aligned."""
+    shapes = zip(layout.block_shape, chunk_world, layout.roi.shape, strict=True)
+    misaligned = any(b % c for b, c, r in shapes if b < r) or any(
         (r - o) % c for r, o, c in zip(layout.roi.begin, origin, chunk_world, strict=True)
     )
     if misaligned:

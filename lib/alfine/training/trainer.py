@@ -221,7 +221,7 @@ def _validate(run_dir: RunDirectory, iteration: int, device: torch.device) -> No
     """Validate the checkpoint of ``iteration`` in this process (the loader workers keep prefetching)."""
     from ..validation.run import validate
 
-    best = validate(run_dir.url, iteration=iteration, device=str(device))["best"]
+    best = validate(run_dir.url, iteration=iteration, device=str(device), report=False)["best"]
     shown = {m: round(b["value"], 4) for m, b in best.items() if m in ("voi", "adapted_rand_error", "match_f1", "f1")}
     log.info("validated iteration %d: best so far %s", iteration, shown)
 

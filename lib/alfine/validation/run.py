@@ -34,6 +34,8 @@ from .selection import keep_iterations, main_metric, select_best, write_best
 log = logging.getLogger(__name__)
 
 OUTPUTS = "validation"
+MEMORY_BYTES = 2**30
+"""Activation memory one validation forward may use: bigger inputs than training's waste less on context."""
 
 
 def choose_iterations(run_dir: RunDirectory, iteration: int | None, every: bool) -> list[int]:
@@ -80,6 +82,24 @@ def score(task, method: str, params: dict, labels: np.ndarray, mask: np.ndarray 
     return scores
 
 
+def covering_input_shape(architecture, region_voxels, out_channels: int,
+                         memory_bytes: int = MEMORY_BYTES) -> tuple[int, ...]:
+    """The smallest valid input whose output covers ``region_voxels`` (output voxels) on every axis, but no
+    larger per axis than the largest input whose activations fit in ``memory_bytes``: few forwards, little
+    context recomputed."""
+    smallest, step = architecture.valid_sizes()
+    try:
+        cap = architecture.largest_input_shape(memory_bytes, out_channels)
+    except UserError:
+        cap = smallest
+    shape = list(smallest)
+    for axis, (region, limit) in enumerate(zip(region_voxels, cap, strict=True)):
+        while step[axis] and shape[axis] + step[axis] <= limit and (
+                architecture.output_shape(shape)[axis] < region):
+            shape[axis] += step[axis]
+    return tuple(shape)
+
+
 def _channels(selection: slice) -> list[int] | None:
     """A post-processing channel slice as JSON (``[start, stop]``, or None for all channels)."""
     if selection == slice(None):
@@ -104,8 +124,10 @@ def validate_iteration(run_dir: RunDirectory, run, iteration: int, device: str, 
     for dataset in run.datasplit.validate:
         labels_volume = open_volume(dataset.labels)
         out = f"{run_dir.url}/{OUTPUTS}/{iteration}.zarr/{_folder(dataset.name)}"
+        region = labels_volume.roi.shape / labels_volume.voxel_size
+        shape = covering_input_shape(run.architecture, region, run.task.num_channels)
         predicted = predict_volume(spec, dataset.raw, dataset.normalisation, f"{out}/prediction",
-                                   roi=labels_volume.roi, workers=workers)
+                                   roi=labels_volume.roi, input_shape=list(shape), workers=workers)
         if tuple(predicted["voxel_size"]) != tuple(labels_volume.voxel_size):
             raise UserError(f"{dataset.labels}: labels of voxel size {tuple(labels_volume.voxel_size)} cannot "
                             f"score predictions of voxel size {tuple(predicted['voxel_size'])}")
@@ -142,9 +164,10 @@ def _write_segmentation(url: str, labels, segmentation: np.ndarray, attrs: dict)
 
 
 def validate(run_url: str, iteration: int | None = None, every: bool = False, device: str = "auto",
-             workers: int = 1) -> dict:
+             workers: int = 1, report: bool = True) -> dict:
     """Validate the chosen iterations of the run at ``run_url`` (default: its latest checkpoint); the
-    summary holds the best iteration, post-processing and value per criterion, averaged over datasets."""
+    summary holds the best iteration, post-processing and value per criterion, averaged over datasets
+    (also logged for people when ``report``)."""
     run_dir = RunDirectory(run_url)
     run = run_dir.read_config()
     if run is None:
@@ -166,7 +189,8 @@ def validate(run_url: str, iteration: int | None = None, every: bool = False, de
     run_dir.write_bytes("validation.png", validation_png(rows, run.task.evaluation))
     _prune(run_dir, keep_iterations(best, max(scores_log.iterations())))
     averages = {metric: choice["average"] for metric, choice in best.items() if choice["average"] is not None}
-    _log_summary(averages, main)
+    if report:
+        _log_summary(averages, main)
     for entry in averages.values():
         entry.pop("scores")
     return summary | {"best": averages, "best_json": f"{run_url}/best.json",
