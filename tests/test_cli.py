@@ -126,3 +126,14 @@ def test_missing_config_file_is_exit_2(tmp_path):
     result = _run("alfine-synthesize", "--config", str(tmp_path / "nope.json"))
     assert result.returncode == 2
     assert result.stderr.strip().endswith(f"error: {tmp_path / 'nope.json'}: no such file")
+
+
+def test_the_alfine_command_lists_and_dispatches_every_command(tmp_path):
+    listing = _run("alfine", cwd=tmp_path)
+    assert listing.returncode == 0
+    assert [line.split()[0] for line in listing.stdout.splitlines() if line.startswith("  ")] == COMMANDS
+    through = _run("alfine", "evaluate", "--help", cwd=tmp_path)
+    direct = _run("alfine-evaluate", "--help", cwd=tmp_path)
+    assert through.returncode == direct.returncode == 0 and through.stdout == direct.stdout
+    unknown = _run("alfine", "segment-everything", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown command 'segment-everything'" in unknown.stderr

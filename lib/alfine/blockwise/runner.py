@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import progress
 from ..errors import BlocksFailed, UserError
+from . import launch
 from .layout import Block, BlockLayout
 from .markers import DoneMarkers
 
@@ -52,11 +53,13 @@ def run_blocks(
     :class:`~alfine.errors.BlocksFailed` when blocks still fail after ``max_retries``
     (finished blocks are kept, so the same command finishes the job).
     """
-    if launcher:
-        raise UserError("--launcher is not available yet (issue #8 builds it); use --workers or --block-id")
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     markers.start()
+    if launch.serving(name):  # a worker a launcher started: serve the scheduler's blocks, then end
+        served = launch.serve(_DaisyBlockFunction(layout, process, markers.url))
+        log.info("worker processed %d block(s) of %s", served, name)
+        raise SystemExit(0)
     if block_id is not None:
         block = layout.block(block_id)
         if markers.is_done(block.id):
@@ -72,9 +75,9 @@ def run_blocks(
         return {"blocks": total, "processed": 0, "skipped": total}
     if done:
         log.info("resuming: %d of %d blocks are already done", len(done), total)
-    if workers == 1:
+    if workers == 1 and not launcher:
         return _run_here(name, layout, process, markers, done, max_retries)
-    return _run_daisy(name, layout, process, markers, done, workers, max_retries)
+    return _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher)
 
 
 def _failed(name: str, failed: int, total: int, max_retries: int, error: str) -> BlocksFailed:
@@ -83,11 +86,17 @@ def _failed(name: str, failed: int, total: int, max_retries: int, error: str) ->
 
 
 def _run_here(name, layout, process, markers, done, max_retries) -> dict:
-    """All blocks not done, in this process, in id order (one worker: no scheduler needed)."""
+    """All blocks not done, in this process, in id order (one worker: no scheduler needed).
+
+    A block function with a ``prefetch(block)`` method is told the next block before it processes
+    the current one, so it can read ahead."""
     todo = [i for i in range(len(layout)) if i not in done]
     failures: list[str] = []
-    for block_id in progress.bar(todo, desc=name, unit="block"):
+    prefetch = getattr(process, "prefetch", None)
+    for position, block_id in enumerate(progress.bar(todo, desc=name, unit="block")):
         block = layout.block(block_id)
+        if prefetch is not None and position + 1 < len(todo):
+            prefetch(layout.block(todo[position + 1]))
         for attempt in range(max_retries + 1):
             try:
                 process(block)
@@ -104,10 +113,26 @@ def _run_here(name, layout, process, markers, done, max_retries) -> dict:
     return {"blocks": len(layout), "processed": len(todo), "skipped": len(done)}
 
 
-def _run_daisy(name, layout, process, markers, done, workers, max_retries) -> dict:
+def _last_error(text: str) -> str:
+    """The line of daisy's report that says what went wrong (a launched worker's names its log)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "its log:" in line:
+            return line.removeprefix("RuntimeError: ")
+    return lines[0] if lines else "unknown error"
+
+
+def _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher=None) -> dict:
+    """All blocks not done on daisy: ``workers`` local processes, or workers started through ``launcher``
+    (which then listen on this host's address, not only on 127.0.0.1)."""
     import daisy
 
     total = len(layout)
+    function = _DaisyBlockFunction(layout, process, markers.url)
+    if launcher:
+        folder = launch.log_folder(name)
+        log.info("starting %d worker(s) with %r; their logs: %s", workers, launcher, folder)
+        function = launch.LaunchedWorker(launcher, launch.invocation(), folder)
     skip = np.zeros(layout.grid_shape, dtype=np.uint8)
     skip.reshape(-1)[sorted(done)] = 1
     task = daisy.Task(
@@ -115,21 +140,24 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries) -> di
         layout.roi.grow(layout.context, layout.context),
         daisy.Roi((0,) * layout.roi.dims, layout.block_shape + layout.context * 2),
         daisy.Roi(layout.context, layout.block_shape),
-        process_function=_DaisyBlockFunction(layout, process, markers.url),
+        process_function=function,
         read_write_conflict=False,
         fit="shrink",
         max_workers=workers,
         max_retries=max_retries,
         timeout=math.inf,
         skip_mask=skip,
+        **({"max_worker_restarts": 2 * workers} if launcher else {}),  # a broken launcher fails fast
     )
     if tuple(task.block_grid_shape) != layout.grid_shape:  # the ids of both must agree
         raise RuntimeError(f"daisy's block grid {task.block_grid_shape} differs from alfine's {layout.grid_shape}")
     try:
         states = daisy.run_blockwise(task, multiprocessing=True, progress=progress.enabled(),
-                                     summary=False, return_states=True, host="127.0.0.1")
+                                     summary=False, return_states=True,
+                                     host=None if launcher else "127.0.0.1")
     except RuntimeError as e:  # daisy gives up when workers keep dying
-        raise BlocksFailed(f"{name}: workers kept failing ({e}); finished blocks are kept, re-run to finish") from None
+        raise BlocksFailed(f"{name}: workers kept failing ({_last_error(str(e))}); finished blocks are kept, "
+                           "re-run to finish") from None
     state = states[name]
     failed = state.failed_count + state.orphaned_count
     if failed:

@@ -170,6 +170,7 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
     try:
         options = parse_options(options_cls, argv, prog, description)
         debug = options.debug
+        _record_invocation(options_cls, argv)
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr, force=True,
                             format=f"{prog}: %(message)s")
         from .. import progress
@@ -197,6 +198,16 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
             message += " (run with --debug for the traceback)"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return code
+
+
+def _record_invocation(options_cls: type, argv: Sequence[str] | None) -> None:
+    """Remember ``alfine-<command> ARGS`` for workers started through ``--launcher`` (they repeat it)."""
+    module = options_cls.__module__
+    if module.startswith("alfine_tools."):
+        from ..blockwise.launch import set_invocation
+
+        command = "alfine-" + module.rpartition(".")[2].replace("_", "-")
+        set_invocation(command, list(sys.argv[1:] if argv is None else argv))
 
 
 def _classify(error: Exception) -> tuple[int, str]:
