@@ -40,8 +40,16 @@ bench: $(STAMP)
 	mkdir -p bench
 	$(PY) tests/benchmarks/bench_training.py | tee bench/training.json
 
+# Docker images alfine-slim (no torch) and alfine (torch), and their Apptainer .sif files where
+# apptainer exists too; see containers/ and the README's "Containers" section.
 images:
-	@echo "make images: the container images arrive with issue #8" >&2; exit 2
+	@command -v docker >/dev/null || { echo "make images needs docker (then apptainer for .sif files)" >&2; exit 2; }
+	docker build -f containers/Dockerfile.slim -t alfine-slim .
+	docker build -f containers/Dockerfile.full -t alfine .
+	@if command -v apptainer >/dev/null; then \
+	  apptainer build --force alfine-slim.sif containers/alfine-slim.def \
+	  && apptainer build --force alfine.sif containers/alfine.def; \
+	else echo "apptainer not found: skipped the .sif files" >&2; fi
 
 clean:
 	rm -rf demo .pytest_cache

@@ -137,3 +137,12 @@ def test_the_alfine_command_lists_and_dispatches_every_command(tmp_path):
     assert through.returncode == direct.returncode == 0 and through.stdout == direct.stdout
     unknown = _run("alfine", "segment-everything", cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown command 'segment-everything'" in unknown.stderr
+
+
+def test_torch_commands_say_so_where_torch_is_missing(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")  # as in the slim image
+    result = _run("alfine-train", "--run-config", "run.json", "--run", "r", env={"PYTHONPATH": str(tmp_path)},
+                  cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("alfine-train: error: this needs torch, which is not installed here (the slim "
+                                     "image has no torch: use the full image, or an ONNX model for inference)")

@@ -23,6 +23,8 @@ from argparse_dataclass import ArgumentParser
 from .flags import flag
 
 ENV_PREFIX = "ALFINE_"
+TORCH_ONLY = ("torch", "onnx", "onnxscript", "matplotlib")
+"""Modules only the full installation has (requirements/torch.txt); missing ones get a clear message."""
 ENV_HELP = (
     "Any flag's default can be set in the environment as ALFINE_<FLAG> (e.g. ALFINE_WORKERS=16,\n"
     "ALFINE_NO_PROGRESS=1); --config FILE sets flags from a JSON object; the command line wins.\n"
@@ -217,6 +219,9 @@ def _classify(error: Exception) -> tuple[int, str]:
         return error.exit_code, str(error)
     if isinstance(error, UsageError):
         return 2, str(error)
+    if isinstance(error, ModuleNotFoundError) and error.name in TORCH_ONLY:
+        return 2, (f"this needs {error.name}, which is not installed here (the slim image has no torch: use the "
+                   "full image, or an ONNX model for inference)")
     if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
         return 2, f"{error.strerror or type(error).__name__}: {error.filename or error}"
     return 1, f"{type(error).__name__}: {error}"
