@@ -12,7 +12,7 @@ from alfine.cli import UsageError, parse_options
 
 COMMANDS = ["synthesize", "make-targets", "train", "validate", "evaluate", "export-model", "predict-block",
             "postprocess-block", "relabel"]
-NOT_YET = {"export-model": 6, "predict-block": 6, "postprocess-block": 7, "relabel": 7}
+NOT_YET = {"export-model": 6, "predict-block": 6}
 BIN = Path(sys.executable).parent
 DESIGN_FLAGS = {
     "predict-block": ["--model", "--input", "--output", "--roi", "--block-id", "--list-blocks", "--workers",

@@ -3,16 +3,33 @@
 import dataclasses
 from typing import Optional
 
-from alfine.cli import BlockwiseOptions, OutputOptions, flag, flags, not_available, run
+from alfine.cli import BlockwiseOptions, OutputOptions, flag, flags, run
 
 DESCRIPTION = """Turn predictions into a segmentation block by block (threshold, argmax, connected_components,
 watershed, mutex_watershed, agglomerate, or your own package.module:function or
 path/file.py:function). Ids are unique across blocks; alfine-relabel then joins the objects
 that cross block faces.
 
-example:
+A user's function is called as function(prediction, **params) with the block's prediction
+(float, [C, *spatial], with its context) and returns instance labels (0 = background) of the
+spatial shape; it knows nothing about blocks.
+
+Ids: block id x voxels per block + local id (uint64), so blocks need no coordination. The
+output's attribute alfine_postprocess records how alfine-relabel joins objects across block
+faces: connected_components (and anything run without --context) by adjacency of nonzero
+voxels under the connectivity, which gives exactly the components of the whole volume;
+watershed, mutex_watershed, agglomerate (and anything with --context) by overlap: a block
+keeps its own labels of the layer beyond each upper face, and relabel joins object a of the
+lower block to object b of the upper one when more than half of a's voxels there are b.
+A method's min_size is applied by alfine-relabel, to sizes over the whole volume.
+Per-class segmentations: run once per class with {"channel": K} into one array per class,
+and relabel each array.
+
+examples:
   alfine-postprocess-block --input pred.zarr/affs --output seg.zarr/fragments \\
-      --method connected_components --params '{"threshold": 0.5}'"""
+      --method connected_components --params '{"threshold": 0.5, "connectivity": 26}' --workers 4
+  alfine-postprocess-block --input pred.zarr/affs --output seg.zarr/fragments --params-from model.json
+  alfine-postprocess-block --input pred.zarr/dist --output seg.zarr/cells --method my_post.py:segment"""
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -24,7 +41,19 @@ class Options(BlockwiseOptions, OutputOptions):
     params: Optional[dict] = flag(None, "the method's parameters as a JSON object", metavar="JSON",
                                   parse=flags.json_object)
     params_from: Optional[str] = flag(None, "model.json whose best method and parameters to use", metavar="FILE")
+    context: Optional[tuple] = flag(None, "voxels each block reads beyond its write region, one number or Z,Y,X "
+                                    "(default: 0 for connected_components, threshold, argmax and user functions; "
+                                    "16 for watershed; max(16, 2 x the longest affinity offset) for mutex_watershed "
+                                    "and agglomerate)", metavar="N", parse=flags.ints)
+    chunk_shape: Optional[tuple] = flags.chunk_shape(help="chunk size of the output in voxels (default: the input's)",
+                                                     default=None)
+
+
+def body(options: Options) -> dict:
+    from alfine.segmentation.blockwise import postprocess_blocks
+
+    return postprocess_blocks(options)
 
 
 def main(argv=None) -> int:
-    return run(Options, not_available("alfine-postprocess-block", 7), DESCRIPTION, argv)
+    return run(Options, body, DESCRIPTION, argv)

@@ -19,7 +19,9 @@ WATERSHED_KINDS = ("distance", "boundary")
 def label_components(mask: np.ndarray, connectivity: int | None = None) -> np.ndarray:
     """uint64 connected components (1..n) of the nonzero voxels of ``mask``; face connectivity by default."""
     connectivity = check_connectivity(connectivity, mask.ndim)
-    return cc3d.connected_components(np.ascontiguousarray(mask != 0), connectivity=connectivity, out_dtype=np.uint64)
+    # uint8, not bool: cc3d 4.1.1 labels some background voxels of 2D bool masks with 8-connectivity
+    foreground = np.ascontiguousarray(mask != 0).view(np.uint8)
+    return cc3d.connected_components(foreground, connectivity=connectivity, out_dtype=np.uint64)
 
 
 def connected_components(

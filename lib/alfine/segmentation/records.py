@@ -1,0 +1,72 @@
+"""Small per-block records kept beside a volume: npz files (never pickled) and JSON, on any fsspec URL.
+
+A volume ``CONTAINER/PATH`` keeps the records of kind ``KIND`` under ``CONTAINER/.alfine-KIND/PATH``,
+as its done markers live under ``CONTAINER/.alfine-blocks/PATH``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+
+def records_url(volume_url: str, kind: str) -> str:
+    """Where the records of kind ``kind`` of the volume ``volume_url`` live."""
+    from ..volumes import parse_volume_url
+
+    parsed = parse_volume_url(volume_url)
+    return f"{parsed.container.rstrip('/')}/.alfine-{kind}/{parsed.path}"
+
+
+def _fs(url: str):
+    import fsspec
+
+    return fsspec.core.url_to_fs(url)
+
+
+def save_arrays(url: str, **arrays: np.ndarray) -> None:
+    """Store ``arrays`` as one npz file at ``url`` (written whole: a temporary name, then moved)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _put(url, buffer.getvalue())
+
+
+def load_arrays(url: str) -> dict[str, np.ndarray]:
+    """The arrays of the npz file at ``url`` (pickled objects are refused)."""
+    fs, path = _fs(url)
+    with np.load(io.BytesIO(fs.cat_file(path)), allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def save_json(url: str, value) -> None:
+    """Store ``value`` as JSON at ``url`` (written whole)."""
+    _put(url, (json.dumps(value, indent=2) + "\n").encode())
+
+
+def load_json(url: str):
+    """The JSON value at ``url``, or None when there is no such file."""
+    fs, path = _fs(url)
+    if not fs.exists(path):
+        return None
+    return json.loads(fs.cat_file(path))
+
+
+def exists(url: str) -> bool:
+    fs, path = _fs(url)
+    return fs.exists(path)
+
+
+def _put(url: str, data: bytes) -> None:
+    fs, path = _fs(url)
+    parent = path.rpartition("/")[0]
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" in protocols:
+        temporary = f"{path}.partial"
+        fs.pipe_file(temporary, data)
+        fs.mv(temporary, path)
+    else:  # object stores write an object whole
+        fs.pipe_file(path, data)

@@ -1,0 +1,239 @@
+"""alfine-relabel: one consistent segmentation from a per-block one, in three resumable steps.
+
+1. **faces** (blockwise): each block reads its labels grown by one voxel beyond its upper faces
+   and records its ids and voxel counts, its face ids, and the pairs of ids its faces join
+   (:mod:`.faces`; the rule is the one the input's ``alfine_postprocess`` attribute names,
+   adjacency with face connectivity for other inputs).
+2. **numbering** (one process, after all blocks): union-find over the face ids, global sizes,
+   ``--min-size``, consecutive ids from 1 (:mod:`.numbering`); writes each block's id map and
+   the objects' sizes.
+3. **write** (blockwise): each block maps its ids and writes them (in place when output = input).
+
+Records live under ``OUTPUT_CONTAINER/.alfine-relabel/OUTPUT_PATH``: ``faces/N.npz`` (step 1),
+``mapping/N.npz`` (old ``ids`` -> ``new_ids`` of block N), ``objects.npz`` (``sizes[new_id - 1]``)
+and ``objects.json`` (the summary; its presence marks step 2 done). Each step's finished blocks
+are recorded, so a killed run re-run finishes the job. With ``--block-id N`` a run does block N
+of step 1 until all blocks have done step 1, then (numbering first, when missing) block N of step 3.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from funlib.geometry import Coordinate, Roi
+
+from ..blockwise import BlockLayout, DoneMarkers, check_chunk_aligned, markers_url_for, run_blocks
+from ..errors import UserError
+from ..geometry import format_roi, parse_roi
+from . import faces, records
+from .blockwise import ATTRIBUTE, views_url
+from .numbering import number_objects
+
+log = logging.getLogger(__name__)
+
+
+def work_url(output_url: str) -> str:
+    """Where relabel keeps its records for the output ``output_url``."""
+    return records.records_url(output_url, "relabel")
+
+
+@dataclass
+class FacesOfBlock:
+    """Step 1 for one block (picklable)."""
+
+    input: str
+    work: str
+    join: dict
+    region: str
+
+    def __call__(self, block) -> None:
+        from ..volumes import open_volume
+
+        source = open_volume(self.input)
+        voxel = source.voxel_size
+        region = parse_roi(self.region)
+        grown_roi = Roi(block.write_roi.begin, block.write_roi.shape + voxel)
+        grown = source.read(grown_roi, fill_value=0)
+        outside = tuple(slice(0, None) if e < region.end[a] else slice(0, -1)
+                        for a, e in enumerate(block.write_roi.end))
+        beyond = np.zeros_like(grown)
+        beyond[outside] = grown[outside]  # nothing beyond the region being relabelled
+        grown = beyond
+        inner = grown[tuple(slice(0, s - 1) for s in grown.shape)]
+        ids, counts = _unique(inner)
+        if self.join["rule"] == "overlap":
+            pairs = self._overlap(grown, block.id)
+        else:
+            offsets = faces.half_neighbourhood(grown.ndim, self.join["connectivity"])
+            pairs = faces.adjacent_pairs(grown, offsets)
+        records.save_arrays(f"{self.work}/faces/{block.id}.npz", ids=ids, counts=counts,
+                            face=faces.boundary_ids(inner), pairs=pairs)
+
+    def _overlap(self, grown: np.ndarray, block_id: int) -> np.ndarray:
+        url = views_url(self.input, block_id)
+        views = records.load_arrays(url) if records.exists(url) else {}
+        found = [np.zeros((0, 2), np.uint64)]
+        for axis in range(grown.ndim):
+            view = views.get(f"axis{axis}")
+            if view is None:
+                continue
+            layer = grown[tuple(slice(s - 1, s) if a == axis else slice(0, s - 1)
+                                for a, s in enumerate(grown.shape))]
+            found.append(faces.overlap_pairs(view, layer, self.join.get("fraction", 0.5)))
+        return faces.unique_pairs(np.concatenate(found))
+
+
+def _unique(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted nonzero ids of ``labels`` (uint64) and their voxel counts."""
+    import fastremap
+
+    ids, counts = fastremap.unique(np.ascontiguousarray(labels), return_counts=True)
+    keep = ids != 0
+    return ids[keep].astype(np.uint64), counts[keep].astype(np.int64)
+
+
+@dataclass
+class WriteBlock:
+    """Step 3 for one block (picklable)."""
+
+    input: str
+    output: str
+    work: str
+
+    def __call__(self, block) -> None:
+        import fastremap
+
+        from ..volumes import open_volume
+
+        labels = np.ascontiguousarray(open_volume(self.input).read(block.write_roi)).astype(np.uint64, copy=False)
+        mapping = records.load_arrays(f"{self.work}/mapping/{block.id}.npz")
+        table = dict(zip(mapping["ids"].tolist(), mapping["new_ids"].tolist(), strict=True))
+        table[0] = 0
+        out = fastremap.remap(labels, table, preserve_missing_labels=False, in_place=True)
+        open_volume(self.output, mode="r+").write(block.write_roi, out.astype(np.uint64, copy=False))
+
+
+def relabel(options) -> dict:
+    """Relabel ``options.input`` into ``options.output`` (see the module); a summary."""
+    from ..volumes import open_volume, prepare_volume
+
+    source = open_volume(options.input)
+    info = source.array.attrs.get(ATTRIBUTE)
+    _check_input(source, info, options.input)
+    roi, block_shape = _layout_of(source, info, options)
+    layout = BlockLayout(roi, block_shape * source.voxel_size, Coordinate((0,) * roi.dims))
+    if options.list_blocks:
+        from ..jobs.blocks import print_blocks
+
+        return print_blocks(layout)
+    join = (info or {}).get("join") or {"rule": "adjacency", "connectivity": 4 if roi.dims == 2 else 6}
+    min_size = options.min_size if options.min_size is not None else (info or {}).get("min_size") or 0
+    work = work_url(options.output)
+    in_place = _same(options.input, options.output)
+    if in_place:
+        output = open_volume(options.output, mode="r+")
+    else:
+        storage = options.storage()
+        storage["chunk_shape"] = storage["chunk_shape"] or tuple(block_shape)
+        output = prepare_volume(options.output, roi, source.voxel_size, np.uint64, **storage)
+    check_chunk_aligned(layout, output.chunk_shape * output.voxel_size, output.offset, options.output)
+    _claim(work, options.input, layout)
+
+    faces_markers = DoneMarkers(f"{work}/faces-done", layout)
+    if options.block_id is None or len(faces_markers.done_ids()) < len(layout):
+        counts = run_blocks("relabel (faces)", layout, FacesOfBlock(options.input, work, join, format_roi(roi)),
+                            faces_markers, workers=options.workers, block_id=options.block_id,
+                            launcher=options.launcher)
+        if options.block_id is not None:
+            return {"output": options.output, "step": "faces", "records": work, **counts}
+    write_markers = DoneMarkers(f"{work}/write-done", layout)
+    summary = _numbering(work, layout, min_size, write_markers)
+    counts = run_blocks("relabel (write)", layout, WriteBlock(options.input, options.output, work), write_markers,
+                        workers=options.workers, block_id=options.block_id, launcher=options.launcher)
+    output.array.attrs.update({"alfine_relabel": {"objects": summary["objects"], "min_size": min_size,
+                                                  "records": work}})
+    return {"output": options.output, "step": "write", "in_place": in_place, "join": join, **summary,
+            "records": work, **counts}
+
+
+def _numbering(work: str, layout: BlockLayout, min_size: float, write_markers: DoneMarkers) -> dict:
+    """Step 2, unless done with the same ``min_size``; refused when step 3 started with another one."""
+    done = records.load_json(f"{work}/objects.json")
+    if done is not None and done["min_size"] == min_size:
+        return done
+    if done is not None and write_markers.done_ids():
+        raise UserError(f"relabel: {work} was written with --min-size {done['min_size']}, this run asks for "
+                        f"{min_size}; use another --output, or remove it and its records to start over")
+
+    def record(block: int) -> dict:
+        return records.load_arrays(f"{work}/faces/{block}.npz")
+
+    def save(block: int, ids: np.ndarray, new_ids: np.ndarray) -> None:
+        records.save_arrays(f"{work}/mapping/{block}.npz", ids=ids, new_ids=new_ids)
+
+    sizes = number_objects(range(len(layout)), record, min_size, save)
+    records.save_arrays(f"{work}/objects.npz", sizes=sizes)
+    total = sum(int(record(b)["ids"].size) for b in range(len(layout)))
+    summary = {"objects": len(sizes), "min_size": min_size, "block_ids": total,
+               "voxels": int(sizes.sum()), "largest": int(sizes.max()) if len(sizes) else 0}
+    records.save_json(f"{work}/objects.json", summary)
+    return summary
+
+
+def _check_input(source, info: dict | None, url: str) -> None:
+    if source.geometry.channel_dims or not np.issubdtype(source.dtype, np.integer):
+        raise UserError(f"{url}: relabel needs integer labels without channels, found {source.dtype} "
+                        f"{source.shape}")
+    if info is None:
+        return
+    if not info.get("instances"):
+        raise UserError(f"{url}: written by --method {info.get('method')}, a class map, not instance labels: "
+                        "nothing to relabel")
+    markers = records.load_json(f"{markers_url_for(url)}/layout.json")
+    if markers is not None:
+        layout = BlockLayout(parse_roi(markers["roi"]), Coordinate(markers["block_shape"]),
+                             Coordinate(markers["context"]))
+        done = len(DoneMarkers(markers_url_for(url), layout).done_ids())
+        if done < len(layout):
+            raise UserError(f"{url}: alfine-postprocess-block finished {done} of {len(layout)} blocks; "
+                            "re-run it to finish before relabelling")
+
+
+def _layout_of(source, info: dict | None, options) -> tuple[Roi, Coordinate]:
+    """The region and block shape (voxels): those of the postprocess run when the input has them."""
+    from ..jobs.blocks import region
+
+    if info is None:
+        roi = region(source, options.roi)
+        shape = Coordinate(options.block_shape or source.chunk_shape)
+        if len(shape) != roi.dims:
+            raise UserError(f"--block-shape {tuple(shape)} has {len(shape)} axes, the volume {roi.dims}")
+        return roi, shape
+    roi, shape = parse_roi(info["roi"]), Coordinate(info["block_shape"])
+    if options.roi is not None and options.roi != roi:
+        raise UserError(f"--roi {format_roi(options.roi)}: relabel covers the region postprocess-block wrote, "
+                        f"{format_roi(roi)}")
+    if options.block_shape is not None and Coordinate(options.block_shape) != shape:
+        raise UserError(f"--block-shape {tuple(options.block_shape)}: the blocks must be those postprocess-block "
+                        f"used, {tuple(shape)} (its ids are unique per block)")
+    return roi, shape
+
+
+def _same(a: str, b: str) -> bool:
+    from ..volumes import parse_volume_url
+
+    x, y = parse_volume_url(a), parse_volume_url(b)
+    return (x.container.rstrip("/"), x.path) == (y.container.rstrip("/"), y.path)
+
+
+def _claim(work: str, input_url: str, layout: BlockLayout) -> None:
+    """Record which input the records belong to; refuse records of another input or layout."""
+    mine = {"input": input_url, **layout.to_json()}
+    theirs = records.load_json(f"{work}/input.json")
+    if theirs is None:
+        records.save_json(f"{work}/input.json", mine)
+    elif theirs != mine:
+        raise UserError(f"{work}: records of relabelling {theirs['input']} ({theirs}) are there; this run relabels "
+                        f"{mine}. Use another --output, or remove it and its records to start over")

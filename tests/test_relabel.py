@@ -1,0 +1,262 @@
+"""postprocess-block + relabel give exactly the global answer: cc3d of the whole volume, min-size on global sizes."""
+
+import json
+
+import cc3d
+import numpy as np
+import pytest
+from funlib.geometry import Roi
+
+from alfine.synthetic import SyntheticParams, generate_block
+from alfine.volumes import open_volume, prepare_volume
+from alfine_tools.postprocess_block import main as postprocess
+from alfine_tools.relabel import main as relabel
+
+
+def assert_same_partition(result, expected):
+    """The same background and a one-to-one correspondence of object ids (a renumbering)."""
+    assert result.shape == expected.shape
+    np.testing.assert_array_equal(result == 0, expected == 0)
+    pairs = np.unique(np.stack([result.ravel().astype(np.uint64), expected.ravel().astype(np.uint64)]), axis=1)
+    assert pairs.shape[1] == len(np.unique(result)) == len(np.unique(expected))
+
+
+def assert_consecutive(labels):
+    assert labels.dtype == np.uint64
+    ids = np.unique(labels[labels != 0])
+    np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
+
+
+def write(url, data, voxel, offset, chunks, channels=False):
+    spatial = data.shape[1:] if channels else data.shape
+    roi = Roi(offset, tuple(s * v for s, v in zip(spatial, voxel, strict=True)))
+    volume = prepare_volume(url, roi, voxel, data.dtype, chunks, channels=data.shape[:1] if channels else ())
+    volume.write(roi, data)
+    return volume
+
+
+def run(tool, capsys, *args):
+    code = tool(["--no-progress", *args])
+    captured = capsys.readouterr()
+    return code, captured
+
+
+def segment(capsys, prediction, output, params, *extra, method="connected_components", workers=1, min_size=()):
+    """postprocess-block then relabel; the relabelled array and the two summaries."""
+    code, first = run(postprocess, capsys, "--input", prediction, "--output", f"{output}/fragments", "--method",
+                      method, "--params", json.dumps(params), "--workers", str(workers), *extra)
+    assert code == 0, first.err
+    code, second = run(relabel, capsys, "--input", f"{output}/fragments", "--output", f"{output}/segmentation",
+                       "--workers", str(workers), *min_size)
+    assert code == 0, second.err
+    return open_volume(f"{output}/segmentation").read(), json.loads(first.out), json.loads(second.out)
+
+
+def components(mask, connectivity):
+    """cc3d of the whole volume (of uint8: cc3d 4.1.1 mislabels 2D bool masks with 8-connectivity)."""
+    return cc3d.connected_components(np.asarray(mask, np.uint8), connectivity=connectivity)
+
+
+def noise(shape, seed=0):
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+def synthetic_raw(shape, voxel, offset):
+    arrays = generate_block(shape, voxel, offset, (0,) * len(shape), shape, SyntheticParams(seed=3, cell_size=60.0))
+    return arrays["raw"].astype(np.float32) / 255
+
+
+# volume, shape, voxel size, offset, chunk = block shape (never dividing the volume), connectivity, threshold, workers
+CASES = [
+    ("noise", (21, 30, 27), (2, 1, 1), (4, -3, 8), (8, 8, 8), 6, 0.6, 1),
+    ("noise", (21, 30, 27), (2, 1, 1), (4, -3, 8), (8, 8, 8), 18, 0.78, 2),
+    ("noise", (21, 30, 27), (2, 1, 1), (4, -3, 8), (8, 8, 8), 26, 0.85, 4),
+    ("noise", (21, 30, 27), (1, 1, 1), (0, 0, 0), (5, 7, 9), 26, 0.88, 2),
+    ("noise", (45, 61), (3, 2), (9, -4), (8, 16), 4, 0.45, 1),
+    ("noise", (45, 61), (3, 2), (9, -4), (8, 16), 8, 0.62, 2),
+    ("noise", (45, 61), (3, 2), (9, -4), (7, 5), 8, 0.62, 4),
+    ("synthetic", (20, 44, 50), (8, 4, 4), (16, 8, -12), (8, 16, 16), 6, 0.5, 2),
+    ("synthetic", (20, 44, 50), (8, 4, 4), (16, 8, -12), (8, 16, 16), 26, 0.45, 1),
+    ("synthetic", (20, 44, 50), (8, 4, 4), (16, 8, -12), (8, 16, 16), 18, 0.45, 4),
+    ("synthetic", (70, 90), (4, 4), (12, 0), (16, 32), 4, 0.5, 2),
+    ("synthetic", (70, 90), (4, 4), (12, 0), (16, 32), 8, 0.45, 1),
+]
+
+
+@pytest.mark.parametrize("kind, shape, voxel, offset, block, connectivity, threshold, workers", CASES)
+def test_connected_components_equal_cc3d_of_the_whole_volume(kind, shape, voxel, offset, block, connectivity,
+                                                              threshold, workers, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = noise(shape) if kind == "noise" else synthetic_raw(shape, voxel, offset)
+    chunks = ",".join(map(str, block))
+    write(f"{tmp_path}/d.zarr/pred", data[None], voxel, offset, block, channels=True)
+    result, first, second = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/s.zarr",
+                                    {"threshold": threshold, "connectivity": connectivity}, "--chunk-shape", chunks,
+                                    workers=workers)
+    expected = components(data > threshold, connectivity)
+    assert first["blocks"] == first["processed"] > 1 and first["join"]["connectivity"] == connectivity
+    assert second["objects"] == int(expected.max()) > 1
+    assert second["block_ids"] > second["objects"]  # objects did cross block faces
+    assert_consecutive(result)
+    assert_same_partition(result, expected)
+
+
+def test_min_size_applies_to_sizes_over_the_whole_volume(capsys, tmp_path, monkeypatch):
+    """A component of 5 voxels split over 5 blocks stays; one of 4 voxels in one block goes."""
+    monkeypatch.chdir(tmp_path)
+    mask = np.zeros((12, 12), np.float32)
+    mask[1, 0:5] = 1  # 5 voxels over 3 blocks of 2 x 2
+    mask[8:10, 8:10] = 1  # 4 voxels in one block
+    mask[5, 5] = 1  # 1 voxel
+    write(f"{tmp_path}/d.zarr/pred", mask, (1, 1), (0, 0), (2, 2))
+    params = {"threshold": 0.5, "min_size": 5}
+    result, first, second = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/s.zarr", params)
+    assert first["min_size"] == 5 and second["objects"] == 1
+    assert_same_partition(result, cc3d.dust(components(mask > 0.5, 4), 5))
+    # an explicit --min-size wins, and a new output numbers again
+    code, captured = run(relabel, capsys, "--input", f"{tmp_path}/s.zarr/fragments", "--output",
+                         f"{tmp_path}/s.zarr/all", "--min-size", "1")
+    assert code == 0 and json.loads(captured.out)["objects"] == 3
+    sizes = np.load(f"{tmp_path}/s.zarr/.alfine-relabel/all/objects.npz")["sizes"]
+    assert sorted(sizes.tolist()) == [1, 4, 5]
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_user_function_from_a_file(ndim, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text(
+        "import scipy.ndimage\n\n\n"
+        "def segment(prediction, level=0.5):\n"
+        "    return scipy.ndimage.label(prediction[0] > level)[0]\n"
+    )
+    shape = (13, 17, 19) if ndim == 3 else (33, 41)
+    data = noise(shape, seed=ndim)
+    block = (4, 8, 8) if ndim == 3 else (8, 8)
+    write(f"{tmp_path}/d.zarr/pred", data, (1,) * ndim, (0,) * ndim, block)
+    result, first, _ = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/s.zarr", {"level": 0.6},
+                               method="mine.py:segment", workers=2)
+    assert first["join"] == {"rule": "adjacency", "connectivity": 6 if ndim == 3 else 4}
+    assert_same_partition(result, components(data > 0.6, 6 if ndim == 3 else 4))
+
+
+def test_a_killed_postprocess_run_is_finished_by_a_re_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = noise((19, 23, 21), seed=4)
+    write(f"{tmp_path}/d.zarr/pred", data, (1, 1, 1), (0, 0, 0), (8, 8, 8))
+    args = ["--input", f"{tmp_path}/d.zarr/pred", "--output", f"{tmp_path}/s.zarr/fragments", "--method",
+            "connected_components", "--params", '{"threshold": 0.7, "connectivity": 18}']
+    for block in (0, 5, 7):  # what a killed run leaves: some blocks done ...
+        assert run(postprocess, capsys, *args, "--block-id", str(block))[0] == 0
+    fragments = open_volume(f"{tmp_path}/s.zarr/fragments", mode="r+")
+    garbage = Roi((8, 8, 8), (8, 8, 8))  # ... and one written but not recorded as done
+    fragments.write(garbage, np.full((8, 8, 8), 12345, np.uint64))
+    code, captured = run(relabel, capsys, "--input", f"{tmp_path}/s.zarr/fragments", "--output",
+                         f"{tmp_path}/s.zarr/segmentation")
+    assert code == 2 and "finished 3 of 27 blocks" in captured.err and captured.out == ""
+    code, captured = run(postprocess, capsys, *args, "--workers", "2")
+    assert code == 0 and json.loads(captured.out)["processed"] == 24
+    code, captured = run(relabel, capsys, "--input", f"{tmp_path}/s.zarr/fragments", "--output",
+                         f"{tmp_path}/s.zarr/segmentation")
+    assert code == 0, captured.err
+    resumed = open_volume(f"{tmp_path}/s.zarr/segmentation").read()
+    clean, _, _ = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/clean.zarr",
+                          {"threshold": 0.7, "connectivity": 18})
+    np.testing.assert_array_equal(resumed, clean)
+    assert_same_partition(resumed, components(data > 0.7, 18))
+
+
+def test_relabel_block_by_block_and_in_place(capsys, tmp_path, monkeypatch):
+    """A job array run twice (--block-id N for every N) relabels in place; a re-run does nothing."""
+    monkeypatch.chdir(tmp_path)
+    data = noise((24, 20), seed=7)
+    write(f"{tmp_path}/d.zarr/pred", data, (1, 1), (0, 0), (8, 8))
+    code, _ = run(postprocess, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output", f"{tmp_path}/s.zarr/seg",
+                  "--method", "connected_components", "--params", '{"threshold": 0.5, "connectivity": 8}')
+    assert code == 0
+    args = ["--input", f"{tmp_path}/s.zarr/seg", "--output", f"{tmp_path}/s.zarr/seg"]
+    steps = []
+    for _ in range(2):
+        for block in range(9):
+            code, captured = run(relabel, capsys, *args, "--block-id", str(block))
+            assert code == 0, captured.err
+            steps.append(json.loads(captured.out)["step"])
+    assert steps == ["faces"] * 9 + ["write"] * 9
+    result = open_volume(f"{tmp_path}/s.zarr/seg").read()
+    assert_consecutive(result)
+    assert_same_partition(result, components(data > 0.5, 8))
+    code, captured = run(relabel, capsys, *args)
+    assert code == 0 and json.loads(captured.out)["skipped"] == 9
+    np.testing.assert_array_equal(open_volume(f"{tmp_path}/s.zarr/seg").read(), result)
+
+
+@pytest.mark.parametrize("case", ["empty", "one small object", "one object in every block"])
+def test_degenerate_volumes(case, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = np.zeros((10, 25, 25), np.float32)
+    if case == "one small object":
+        data[3:5, 3:5, 3:5] = 1
+    elif case == "one object in every block":
+        data[:, 12, :] = data[:, :, 12] = data[5, :, :] = 1
+    write(f"{tmp_path}/d.zarr/pred", data, (1, 1, 1), (0, 0, 0), (4, 8, 8))
+    result, first, second = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/s.zarr", {"threshold": 0.5},
+                                    workers=2)
+    assert first["blocks"] == 3 * 4 * 4
+    assert second["objects"] == {"empty": 0, "one small object": 1, "one object in every block": 1}[case]
+    assert_consecutive(result)
+    assert_same_partition(result, components(data > 0.5, 6))
+
+
+def test_listing_blocks_writes_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(f"{tmp_path}/d.zarr/pred", noise((10, 12)), (1, 1), (0, 0), (4, 8))
+    code, captured = run(postprocess, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output",
+                         f"{tmp_path}/s.zarr/seg", "--method", "connected_components", "--list-blocks")
+    lines = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert code == 0 and len(lines) == 3 * 2 + 1 and lines[-1]["blocks"] == 6
+    assert not (tmp_path / "s.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--input", "{root}/d.zarr/missing", "--method", "connected_components"], "no zarr array or group found"),
+        (["--method", "slic"], "unknown post-processing method 'slic'"),
+        (["--method", "connected_components", "--params", '{"treshold": 0.5}'], "has no parameter 'treshold'"),
+        (["--method", "connected_components", "--params", '{"connectivity": 7}'], "connectivity must be one of"),
+        (["--method", "connected_components", "--params", '{"threshold": "high"}'], "bad parameters"),
+        (["--method", "nothere.py:segment"], "does not exist"),
+        (["--method", "connected_components", "--context", "4"], "needs no context"),
+        (["--params-from", "{root}/none.json"], "no such file"),
+        ([], "no post-processing method"),
+    ],
+)
+def test_bad_postprocess_requests_exit_2_writing_nothing(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(f"{tmp_path}/d.zarr/pred", noise((10, 12)), (1, 1), (0, 0), (4, 8))
+    args = [a.replace("{root}", str(tmp_path)) for a in args]
+    if "--input" not in args:
+        args = ["--input", f"{tmp_path}/d.zarr/pred", *args]
+    code, captured = run(postprocess, capsys, *args, "--output", f"{tmp_path}/s.zarr/seg")
+    assert code == 2 and message in captured.err and captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_bad_relabel_requests_exit_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(f"{tmp_path}/d.zarr/pred", noise((10, 12)), (1, 1), (0, 0), (4, 8))
+    out = f"{tmp_path}/s.zarr"
+    code, captured = run(relabel, capsys, "--input", f"{tmp_path}/d.zarr/missing", "--output", f"{out}/x")
+    assert code == 2 and "no zarr array or group found" in captured.err
+    code, captured = run(relabel, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output", f"{out}/x")
+    assert code == 2 and "needs integer labels" in captured.err
+    assert not (tmp_path / "s.zarr").exists()
+    code, _ = run(postprocess, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output", f"{out}/mask", "--method",
+                  "threshold", "--params", '{"channel": 0}')
+    assert code == 0 and open_volume(f"{out}/mask").dtype == np.uint8
+    code, captured = run(relabel, capsys, "--input", f"{out}/mask", "--output", f"{out}/x")
+    assert code == 2 and "not instance labels" in captured.err
+    code, _ = run(postprocess, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output", f"{out}/seg", "--method",
+                  "connected_components")
+    code, captured = run(relabel, capsys, "--input", f"{out}/seg", "--output", f"{out}/x", "--block-shape", "8,8")
+    assert code == 2 and "must be those postprocess-block used" in captured.err
