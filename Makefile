@@ -37,8 +37,7 @@ lint: $(STAMP)
 
 # Benchmarks compare alfine with a reference measured in the same run (issue #9 grows the suite).
 bench: $(STAMP)
-	mkdir -p bench
-	$(PY) tests/benchmarks/bench_training.py | tee bench/training.json
+	$(PY) tests/benchmarks/run_all.py $(BENCH_ARGS)
 
 # Docker images alfine-slim (no torch) and alfine (torch), and their Apptainer .sif files where
 # apptainer exists too; see containers/ and the README's "Containers" section.

@@ -30,11 +30,17 @@ class _DaisyBlockFunction:
         self.layout = layout
         self.process = process
         self.markers_url = markers_url
+        self._markers: DoneMarkers | None = None  # opened once per worker, not pickled
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_markers": None}
 
     def __call__(self, daisy_block) -> None:
         block = self.layout.block(self.layout.block_id_of(daisy_block.write_roi))
         self.process(block)
-        DoneMarkers(self.markers_url, self.layout).mark(block.id)
+        if self._markers is None:
+            self._markers = DoneMarkers(self.markers_url, self.layout)
+        self._markers.mark(block.id)
 
 
 def run_blocks(
