@@ -12,7 +12,6 @@ from alfine.cli import UsageError, parse_options
 
 COMMANDS = ["synthesize", "make-targets", "train", "validate", "evaluate", "export-model", "predict-block",
             "postprocess-block", "relabel"]
-NOT_YET = {"export-model": 6, "predict-block": 6}
 BIN = Path(sys.executable).parent
 DESIGN_FLAGS = {
     "predict-block": ["--model", "--input", "--output", "--roi", "--block-id", "--list-blocks", "--workers",
@@ -49,19 +48,6 @@ def test_help_imports_nothing_heavy(command):
     code = f"import sys, {module}; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
-
-
-@pytest.mark.parametrize("command, issue", sorted(NOT_YET.items()))
-def test_commands_of_later_issues_say_so(command, issue, tmp_path):
-    required = {"validate": ["--run", "d"],
-                "export-model": ["--run", "d"],
-                "predict-block": ["--model", "m", "--input", "i", "--output", "o"],
-                "postprocess-block": ["--input", "i", "--output", "o"], "relabel": ["--input", "i", "--output", "o"]}
-    result = _run(f"alfine-{command}", *required[command], cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip() == (f"alfine-{command}: error: alfine-{command} is not available yet "
-                                     f"(issue #{issue} builds it); its --help shows what it will take")
-    assert result.stdout == "" and not list(tmp_path.iterdir())
 
 
 def _options(argv, env=None, monkeypatch=None):

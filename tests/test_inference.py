@@ -4,27 +4,17 @@ import numpy as np
 import pytest
 import torch
 from funlib.geometry import Coordinate, Roi
+from inference_helpers import NORM, TASK, unet, whole_prediction
 
-from alfine.architectures import ArchitectureConfig
-from alfine.configs import from_dict, to_dict
-from alfine.datasplits import Dataset, Datasplit, MinMax, normalise
+from alfine.configs import to_dict
+from alfine.datasplits import Dataset, Datasplit
 from alfine.errors import UserError
 from alfine.inference import TorchSpec, predict_volume, prediction_layout, predictor_for, run_predictor_spec
 from alfine.inference import predict as predict_module
 from alfine.inference.torch_model import TorchPredictor
-from alfine.tasks import BinaryTask
 from alfine.training.config import RunConfig
 from alfine.training.rundir import RunDirectory
 from alfine.volumes import open_volume, prepare_volume
-
-NORM = MinMax(min=-50, max=200)  # raw 0 (the fill outside the volume) normalises to -0.6: neither 0 nor clipped
-TASK = BinaryTask(classes={"a": 1, "b": 2})
-
-
-def unet(**fields) -> ArchitectureConfig:
-    defaults = {"kind": "unet", "num_fmaps": 2, "input_shape": [20, 20, 20], "downsample_factors": [[2, 2, 2]],
-                "activation": "leaky_relu"}  # no dead units: the output varies with the input
-    return from_dict(ArchitectureConfig, {**defaults, **fields}, "arch.json")
 
 
 def save_weights(tmp_path, architecture, seed=0, name="weights.pt") -> str:
@@ -45,24 +35,6 @@ def make_raw(tmp_path, shape, voxel_size, offset) -> str:
     volume = prepare_volume(url, roi, voxel_size, np.uint8, (5,) * len(shape))
     volume.write(roi, np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8))
     return url
-
-
-def whole_prediction(architecture, weights, raw_url, roi) -> np.ndarray:
-    """The model applied once to ``roi``'s raw grown by the context (0 outside, then normalised)."""
-    raw = open_volume(raw_url)
-    context = Coordinate(architecture.context())
-    factor = Coordinate(architecture.upsample_factor())
-    smallest, step = architecture.valid_sizes()
-    needed = roi.shape / raw.voxel_size + context * 2
-    shape = [s + -(-(n - s) // t) * t for n, s, t in zip(needed, smallest, step, strict=True)]
-    read = Roi(roi.begin - context * raw.voxel_size, Coordinate(shape) * raw.voxel_size)
-    x = torch.from_numpy(normalise(raw.read(read, fill_value=0), NORM))[None, None]
-    model = architecture.build(TASK.num_channels)
-    model.load_state_dict(torch.load(weights, weights_only=True)["model"])
-    with torch.no_grad():
-        out = torch.sigmoid(model.eval()(x))[0].numpy()
-    keep = roi.shape / raw.voxel_size * factor
-    return out[(slice(None),) + tuple(slice(0, k) for k in keep)]
 
 
 @pytest.fixture

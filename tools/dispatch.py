@@ -4,6 +4,7 @@ Containers use it as their entrypoint, so ``docker run IMAGE predict-block --hel
 """
 
 import importlib
+import os
 import sys
 
 COMMANDS = ["synthesize", "make-targets", "train", "validate", "evaluate", "export-model", "predict-block",
@@ -26,7 +27,10 @@ def usage() -> str:
 def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
-        print(usage())
+        try:
+            print(usage(), flush=True)
+        except BrokenPipeError:  # `alfine | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     command = args[0].removeprefix("alfine-")
     if command not in COMMANDS:

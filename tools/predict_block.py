@@ -3,11 +3,18 @@
 import dataclasses
 from typing import Optional
 
-from alfine.cli import BlockwiseOptions, OutputOptions, flag, flags, not_available, run
+from alfine.cli import BlockwiseOptions, OutputOptions, flag, flags, run
 
 DESCRIPTION = """Predict a volume block by block; each block reads its region grown by the model's context, so
 the result equals predicting the whole volume at once. With --block-id it runs one block (a job
 array's unit); otherwise the whole --roi with --workers on daisy, resuming finished blocks.
+
+The model is an ONNX file from alfine-export-model (run by onnxruntime; no torch needed) or a run
+directory RUN (latest checkpoint), RUN@N or RUN@best (run by torch). Its normalisation and voxel
+size come with it; an input of another voxel size is refused. A fixed ONNX graph writes blocks of
+its output shape; a dynamic graph or a checkpoint writes --block-shape (output voxels), or the
+largest block whose activations fit --memory, or its training shape. --output-dtype uint8|uint16
+stores value = stored * alfine_scale + alfine_offset (attributes), undone by every alfine reader.
 
 examples:
   alfine-predict-block --model model.onnx --input data.zarr/raw --output pred.zarr/affs --workers 4
@@ -21,7 +28,17 @@ class Options(BlockwiseOptions, OutputOptions):
     output: str = flags.output_url("the predictions volume to write")
     device: str = flags.device()
     memory: Optional[str] = flag(None, "memory budget that sizes blocks for dynamic models, e.g. 8GB", metavar="SIZE")
+    output_dtype: str = flag("float32", "stored type of the predictions (uint8/uint16: quantised, bounded outputs)",
+                             choices=["float32", "uint8", "uint16"])
+    chunk_shape: Optional[tuple] = flags.chunk_shape("chunk size of the predictions in voxels, dividing the block "
+                                                     "(default: one block's output)", default=None)
+
+
+def body(options: Options) -> dict:
+    from alfine.jobs.predict import predict_blocks
+
+    return predict_blocks(options)
 
 
 def main(argv=None) -> int:
-    return run(Options, not_available("alfine-predict-block", 6), DESCRIPTION, argv)
+    return run(Options, body, DESCRIPTION, argv)

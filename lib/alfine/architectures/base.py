@@ -74,6 +74,14 @@ class ArchitectureConfig(Tagged):
         if problem:
             raise UserError(problem)
 
+    def check_input_array(self, shape: Sequence[int]) -> None:
+        """Nothing if an array of ``shape`` is one valid network input ``[fmaps_in, *spatial]``; else a
+        :class:`UserError` saying what the network needs."""
+        if len(shape) != self.dims() + 1 or shape[0] != self.fmaps_in:
+            raise UserError(f"the network needs input [{self.fmaps_in}, *spatial] ({self.dims()}D), "
+                            f"got an array of shape {tuple(shape)}")
+        self.check_input_shape(shape[1:])
+
     def input_shape_problem(self, input_shape: Sequence[int]) -> str | None:
         """Why ``input_shape`` is not valid (naming, per bad axis, the nearest valid sizes below and above), or None."""
         shape = tuple(int(s) for s in input_shape)

@@ -3,7 +3,7 @@
 from . import flags
 from .flags import REQUIRED, flag
 from .options import BlockwiseOptions, OutputOptions
-from .runner import Common, UsageError, not_available, parse_options, run
+from .runner import Common, UsageError, parse_options, run
 
-__all__ = ["REQUIRED", "BlockwiseOptions", "Common", "OutputOptions", "UsageError", "flag", "flags", "not_available",
+__all__ = ["REQUIRED", "BlockwiseOptions", "Common", "OutputOptions", "UsageError", "flag", "flags",
            "parse_options", "run"]

@@ -233,14 +233,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, tuple | set):
         return list(value)
     return str(value)
-
-
-def not_available(name: str, issue: int) -> Callable[[Any], dict]:
-    """The body of a command that a later issue builds: exit 2 with a clear message."""
-
-    def body(options: Any) -> dict:
-        from ..errors import UserError
-
-        raise UserError(f"{name} is not available yet (issue #{issue} builds it); its --help shows what it will take")
-
-    return body

@@ -1,11 +1,14 @@
 """Inference: seam-free blockwise prediction of raw volumes with a trained model.
 
-:func:`prediction_layout` and the specs need no torch; :class:`TorchPredictor` (from
-:mod:`alfine.inference.torch_model`, imported on first use) does.
+:func:`prediction_layout`, the specs, :class:`OnnxSpec`/:class:`OnnxPredictor` (onnxruntime) and
+:func:`resolve_model` need no torch; :class:`TorchPredictor` (:mod:`alfine.inference.torch_model`) and
+:func:`export_model` (:mod:`alfine.inference.export`), imported on first use, do.
 """
 
 from .layout import prediction_layout
+from .onnx_model import OnnxPredictor, OnnxSpec
 from .predict import PredictBlock, TorchSpec, predict_volume, predictor_for, run_predictor_spec
+from .resolve import ResolvedModel, resolve_model
 
 
 def __getattr__(name: str):
@@ -13,8 +16,12 @@ def __getattr__(name: str):
         from .torch_model import TorchPredictor
 
         return TorchPredictor
+    if name == "export_model":
+        from .export import export_model
+
+        return export_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["PredictBlock", "TorchPredictor", "TorchSpec", "predict_volume", "prediction_layout", "predictor_for",
-           "run_predictor_spec"]
+__all__ = ["OnnxPredictor", "OnnxSpec", "PredictBlock", "ResolvedModel", "TorchPredictor", "TorchSpec", "export_model",
+           "predict_volume", "prediction_layout", "predictor_for", "resolve_model", "run_predictor_spec"]

@@ -11,15 +11,21 @@ Which model predicts is a *predictor spec*: a small, picklable, torch-free froze
 a ``kind``, ``architecture`` and ``task`` (config dicts: the shapes and channel names),
 ``architecture_config()``/``task_config()``, ``describe()`` (JSON, the cache key) and ``build()``,
 which returns a callable ``raw [C_in, *input] -> [C_out, *output]`` (float32, activated).
-:class:`TorchSpec` adds a weights URL and a device; an ONNX kind (issue #6) adds its own spec
-with the model's URL and ``build()``, and nothing else here changes. A worker process builds
-the predictor of a spec once and keeps it (:func:`predictor_for`).
+:class:`TorchSpec` adds a weights URL and a device; :class:`~alfine.inference.onnx_model.OnnxSpec`
+the model's URL. A worker process builds the predictor of a spec once and keeps it
+(:func:`predictor_for`); its ``threads`` are the cores of one worker, so workers do not
+oversubscribe the machine. In the single-process loop the next block's input is read and
+normalised in a thread while the current block is predicted (:meth:`PredictBlock.prefetch`).
+
+The output is float32, or uint8/uint16 quantised (``alfine_scale``/``alfine_offset`` attributes,
+undone by :meth:`alfine.volumes.Volume.read`) for tasks whose outputs are bounded.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,7 +37,7 @@ from ..configs import from_dict, to_dict
 from ..datasplits import Normalisation, Percentile, normalise
 from ..errors import UserError
 from ..geometry import check_aligned, format_roi
-from ..jobs.blocks import run
+from ..jobs.blocks import print_blocks, run
 from ..tasks import TaskConfig
 from ..volumes import open_volume, prepare_volume
 from .layout import full_read_roi, prediction_layout
@@ -40,13 +46,14 @@ from .layout import full_read_roi, prediction_layout
 @dataclass(frozen=True)
 class TorchSpec:
     """A torch model: ``architecture`` and ``task`` configs (dicts), the weights at ``weights`` (a state
-    dict or checkpoint URL), run on ``device``."""
+    dict or checkpoint URL), run on ``device`` with ``threads`` CPU threads (0: torch's default)."""
 
     kind: ClassVar[str] = "torch"
     architecture: dict
     task: dict
     weights: str
     device: str = "auto"
+    threads: int = 0
 
     def architecture_config(self) -> ArchitectureConfig:
         return from_dict(ArchitectureConfig, self.architecture, f"{self.weights} (architecture)")
@@ -62,7 +69,8 @@ class TorchSpec:
         """A fresh :class:`~alfine.inference.torch_model.TorchPredictor` (imports torch)."""
         from .torch_model import TorchPredictor
 
-        return TorchPredictor(self.architecture_config(), self.task_config(), self.weights, self.device)
+        return TorchPredictor(self.architecture_config(), self.task_config(), self.weights, self.device,
+                              self.threads)
 
 
 def run_predictor_spec(run_url: str, iteration: int | None = None, device: str = "auto") -> TorchSpec:
@@ -98,25 +106,71 @@ def predictor_for(spec) -> Any:
     return _CACHE[key]
 
 
+_READ_AHEAD: dict[tuple[str, int], Future] = {}  # (raw URL, block id) -> its input being read
+_READER: list[ThreadPoolExecutor] = []
+
+
 @dataclass
 class PredictBlock:
-    """The block function of a prediction (picklable: a spec, URLs and configs)."""
+    """The block function of a prediction (picklable: a spec, URLs and configs; the volumes it opens are
+    kept for the blocks that follow in the same process, never pickled)."""
 
     spec: Any
     raw: str
     normalisation: Normalisation
     output: str
     layout: BlockLayout
+    _opened: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_opened"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _opened={})
+
+    def _volume(self, url: str, mode: str):
+        if (url, mode) not in self._opened:
+            self._opened[url, mode] = open_volume(url, mode=mode)
+        return self._opened[url, mode]
+
+    def read_input(self, block) -> np.ndarray:
+        """The normalised network input of ``block``, ``[C_in, *input]`` (0 outside the volume before normalising)."""
+        raw = self._volume(self.raw, "r")
+        data = normalise(raw.read(full_read_roi(self.layout, block), fill_value=0), self.normalisation)
+        return data if raw.geometry.channel_dims else data[None]
+
+    def prefetch(self, block) -> None:
+        """Start reading ``block``'s input in a thread; the call processing it takes it from there."""
+        if not _READER:
+            _READER.append(ThreadPoolExecutor(1, thread_name_prefix="alfine-read-ahead"))
+        _READ_AHEAD[(self.raw, block.id)] = _READER[0].submit(self.read_input, block)
+        while len(_READ_AHEAD) > 2:  # the block about to be processed and the next: drop older, unused reads
+            _READ_AHEAD.pop(next(iter(_READ_AHEAD))).cancel()
 
     def __call__(self, block) -> None:
-        raw = open_volume(self.raw)
-        data = normalise(raw.read(full_read_roi(self.layout, block), fill_value=0), self.normalisation)
-        if not raw.geometry.channel_dims:
-            data = data[None]
+        ahead = _READ_AHEAD.pop((self.raw, block.id), None)
+        data = ahead.result() if ahead is not None else self.read_input(block)
         prediction = predictor_for(self.spec)(data)
-        output = open_volume(self.output, mode="r+")
+        output = self._volume(self.output, "r+")
         keep = tuple(slice(0, s) for s in block.write_roi.shape / output.voxel_size)
         output.write(block.write_roi, prediction[(slice(None),) + keep])
+
+
+OUTPUT_DTYPES = ("float32", "uint8", "uint16")
+
+
+def output_scale(task: TaskConfig, dtype: str) -> tuple[float, float] | None:
+    """``(scale, offset)`` storing the task's outputs in ``dtype`` (None for float32): [0, 1] for sigmoid and
+    softmax outputs, [-1, 1] where one is tanh; a :class:`UserError` for unbounded (identity) outputs."""
+    if dtype == "float32":
+        return None
+    if dtype not in OUTPUT_DTYPES:
+        raise UserError(f"--output-dtype {dtype}: choose one of {', '.join(OUTPUT_DTYPES)}")
+    activations = {group.activation for group in task.outputs()}
+    if "identity" in activations:
+        raise UserError(f"--output-dtype {dtype}: the {task.kind} task has unbounded outputs; use float32")
+    low = -1.0 if "tanh" in activations else 0.0
+    return (1.0 - low) / np.iinfo(dtype).max, low
 
 
 def predict_volume(
@@ -131,13 +185,20 @@ def predict_volume(
     chunk_shape: list[int] | None = None,
     zarr_format: int = 2,
     compression: str = "zstd",
+    shards: list[int] | None = None,
+    overwrite: bool = False,
+    output_dtype: str = "float32",
+    list_blocks: bool = False,
+    launcher: str | None = None,
 ) -> dict:
     """Predict ``roi`` (world units; default all of the raw volume) of ``raw_url`` with ``spec`` into
     ``output_url``, one network input of ``input_shape`` (default the architecture's) per block.
 
-    ``chunk_shape`` (output voxels; default the block's output) must divide the block. ``block_id``
-    runs that block alone; otherwise every block not yet done runs on ``workers`` processes.
-    Returns a summary with the block counts of :func:`~alfine.blockwise.run_blocks`.
+    ``chunk_shape`` (output voxels; default the block's output) must divide the block, as must
+    ``shards``. ``block_id`` runs that block alone; otherwise every block not yet done runs on
+    ``workers`` processes; ``list_blocks`` prints the blocks and writes nothing. ``output_dtype``:
+    see :func:`output_scale`. Returns a summary with the block counts of
+    :func:`~alfine.blockwise.run_blocks`.
     """
     architecture, task = spec.architecture_config(), spec.task_config()
     raw = open_volume(raw_url)
@@ -147,17 +208,21 @@ def predict_volume(
                         f"{architecture.dims()}D architecture with {architecture.fmaps_in} input channel(s)")
     roi = raw.roi if roi is None else roi
     check_aligned(Roi(roi.begin, raw.voxel_size), raw.voxel_size, raw.offset, f"region {format_roi(roi)}")
-    if isinstance(normalisation, Percentile):
-        normalisation = normalisation.measure(raw)
     layout, voxel_size = prediction_layout(architecture, raw.voxel_size, roi, input_shape)
     block_voxels = layout.block_shape / voxel_size
+    if list_blocks:
+        return print_blocks(layout)
+    scale = output_scale(task, output_dtype)
+    if isinstance(normalisation, Percentile):
+        normalisation = normalisation.measure(raw)
     chunks = tuple(chunk_shape) if chunk_shape else tuple(block_voxels)
     names = task.channel_names()
-    output = prepare_volume(output_url, roi, voxel_size, np.float32, chunks, channels=(len(names),),
-                            zarr_format=zarr_format, compression=compression)
+    output = prepare_volume(output_url, roi, voxel_size, np.dtype(output_dtype), chunks, channels=(len(names),),
+                            zarr_format=zarr_format, compression=compression, shards=shards, overwrite=overwrite,
+                            scale=scale)
     output.array.attrs.update({"channel_names": names, "alfine_task": spec.task, "alfine_predictor": spec.describe()})
     process = PredictBlock(spec, raw_url, normalisation, output_url, layout)
-    counts = run("predict", layout, output, process, workers=workers, block_id=block_id)
+    counts = run("predict", layout, output, process, workers=workers, block_id=block_id, launcher=launcher)
     return {"output": output_url, "raw": raw_url, "roi": format_roi(roi), "voxel_size": list(voxel_size),
             "block_shape": list(block_voxels), "context": list(architecture.context()),
-            "channel_names": names, "predictor": spec.describe(), **counts}
+            "channel_names": names, "dtype": output_dtype, "predictor": spec.describe(), **counts}

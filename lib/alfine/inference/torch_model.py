@@ -23,12 +23,16 @@ class TorchPredictor:
     ``weights`` is a state dict, or the URL of a state dict or of an alfine checkpoint (its
     ``"model"``); every tensor of the model must be loaded from it, else a :class:`UserError`
     naming the weights and the architecture. ``device`` is ``"cpu"``, ``"cuda"`` (or
-    ``"cuda:N"``) or ``"auto"`` (CUDA when present).
+    ``"cuda:N"``) or ``"auto"`` (CUDA when present); ``threads`` (when not 0) sets torch's CPU
+    threads of this process.
     """
 
     def __init__(self, architecture: ArchitectureConfig, task: TaskConfig,
-                 weights: Mapping[str, torch.Tensor] | str, device: str = "auto"):
+                 weights: Mapping[str, torch.Tensor] | str, device: str = "auto", threads: int = 0):
         from ..tasks.losses import TaskActivation
+
+        if threads:
+            torch.set_num_threads(threads)
 
         self.architecture = architecture
         self.task = task
@@ -49,11 +53,7 @@ class TorchPredictor:
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         """The activated prediction of one normalised input; a :class:`UserError` for a wrong shape."""
-        channels = self.architecture.fmaps_in
-        if raw.ndim != self.architecture.dims() + 1 or raw.shape[0] != channels:
-            raise UserError(f"the network needs input [{channels}, *spatial] ({self.architecture.dims()}D), "
-                            f"got an array of shape {raw.shape}")
-        self.architecture.check_input_shape(raw.shape[1:])
+        self.architecture.check_input_array(raw.shape)
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))[None].to(self.device)
             return self.model(x)[0].float().cpu().numpy()

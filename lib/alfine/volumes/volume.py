@@ -29,13 +29,20 @@ class Volume:
 
     ``roi`` is the world region the array covers; ``read(roi)`` returns
     ``channels + roi.shape / voxel_size`` voxels, ``write(roi, data)`` stores them.
+
+    A quantised volume (``scale``: the attributes ``alfine_scale`` and ``alfine_offset`` on the
+    array) stores integers meaning ``stored * scale + offset``: ``read`` returns those values as
+    float32 and ``write`` takes values, rounding them to the nearest stored integer (clipped to
+    the dtype's range).
     """
 
-    def __init__(self, url: VolumeUrl, array: Any, geometry: md.Geometry, writable: bool):
+    def __init__(self, url: VolumeUrl, array: Any, geometry: md.Geometry, writable: bool,
+                 scale: tuple[float, float] | None = None):
         self.url = url
         self.array = array
         self.geometry = geometry
         self.writable = writable
+        self.scale = scale
         if len(geometry.axis_names) != len(array.shape):
             raise VolumeError(
                 f"{url.url}: axis_names {list(geometry.axis_names)} do not match the array's {len(array.shape)} axes"
@@ -106,16 +113,34 @@ class Volume:
         inside = roi.intersect(self.roi)
         channels = (slice(None),) * self.geometry.channel_dims
         if inside == roi:
-            return np.asarray(self._get(channels + self._voxel_slices(roi)))
+            return self._values(np.asarray(self._get(channels + self._voxel_slices(roi))))
         if fill_value is None:
             raise VolumeError(
                 f"{self.url.url}: region {format_roi(roi)} reaches outside the volume {format_roi(self.roi)}"
             )
-        out = np.full(self.channel_shape + tuple(roi.shape / self.voxel_size), fill_value, dtype=self.dtype)
+        dtype = np.float32 if self.scale else self.dtype
+        out = np.full(self.channel_shape + tuple(roi.shape / self.voxel_size), fill_value, dtype=dtype)
         if not inside.empty:
             target = voxel_slices(inside, roi.begin, self.voxel_size)
-            out[channels + target] = self._get(channels + self._voxel_slices(inside))
+            out[channels + target] = self._values(np.asarray(self._get(channels + self._voxel_slices(inside))))
         return out
+
+    def _values(self, stored: np.ndarray) -> np.ndarray:
+        """Stored voxels as the values they mean (float32 with the scale undone, where quantised)."""
+        if self.scale is None:
+            return stored
+        values = stored.astype(np.float32)
+        values *= np.float32(self.scale[0])
+        values += np.float32(self.scale[1])
+        return values
+
+    def _stored(self, values: np.ndarray) -> np.ndarray:
+        """Values as the voxels to store (rounded to the scale and clipped to the dtype, where quantised)."""
+        if self.scale is None:
+            return np.asarray(values, dtype=self.dtype)
+        info = np.iinfo(self.dtype)
+        stored = (np.asarray(values, dtype=np.float32) - np.float32(self.scale[1])) / np.float32(self.scale[0])
+        return np.clip(np.rint(stored), info.min, info.max).astype(self.dtype)
 
     def write(self, roi: Roi, data: np.ndarray) -> None:
         """Store ``data`` (channels first, the shape of ``roi`` in voxels) at ``roi``."""
@@ -132,9 +157,9 @@ class Volume:
         channels = (slice(None),) * self.geometry.channel_dims
         index = channels + self._voxel_slices(roi)
         if hasattr(self.array, "write"):  # tensorstore
-            self.array[index].write(np.asarray(data, dtype=self.dtype)).result()
+            self.array[index].write(self._stored(data)).result()
         else:
-            self.array[index] = np.asarray(data, dtype=self.dtype)
+            self.array[index] = self._stored(data)
 
     def _get(self, index: tuple[slice, ...]) -> np.ndarray:
         if hasattr(self.array, "read"):  # tensorstore
@@ -195,12 +220,26 @@ def open_volume(url: str, mode: str = "r") -> Volume:
         parsed = VolumeUrl(parsed.url + "/" + first, parsed.container, base, parsed.protocol)
         node, parent = node[first], node
     ndim = len(node.shape)
+    attrs = node.attrs.asdict()
     geometry = (
-        md.from_funlib(node.attrs.asdict(), ndim)
+        md.from_funlib(attrs, ndim)
         or (md.from_ome(parent.attrs.asdict(), parsed.name, ndim) if parent is not None else None)
         or md.Geometry.default(ndim)
     )
-    return Volume(parsed, node, geometry, writable=(mode == "r+"))
+    return Volume(parsed, node, geometry, writable=(mode == "r+"), scale=_scale_of(attrs, parsed.url))
+
+
+def _scale_of(attrs: dict, url: str) -> tuple[float, float] | None:
+    """``(alfine_scale, alfine_offset)`` of a quantised array's attributes, or None."""
+    if "alfine_scale" not in attrs:
+        return None
+    try:
+        scale, offset = float(attrs["alfine_scale"]), float(attrs.get("alfine_offset", 0.0))
+    except (TypeError, ValueError):
+        raise VolumeError(f"{url}: alfine_scale and alfine_offset must be numbers") from None
+    if not (np.isfinite(scale) and np.isfinite(offset) and scale != 0):
+        raise VolumeError(f"{url}: alfine_scale must be a finite non-zero number, got {scale}")
+    return scale, offset
 
 
 def exists(url: str) -> bool:
@@ -247,13 +286,15 @@ def prepare_volume(
     compression: str = "zstd",
     fill_value: float = 0,
     overwrite: bool = False,
+    scale: tuple[float, float] | None = None,
 ) -> Volume:
     """Create the volume at ``url`` (open for writing), or reopen it when it already matches.
 
     A volume that exists with another shape, dtype, chunking or geometry is refused with an
     error naming both, unless ``overwrite`` (which deletes it first). ``roi`` must lie on the
     grid of ``voxel_size``; ``chunk_shape`` (and ``shards``, zarr format 3 only) are spatial
-    shapes in voxels; channel axes are chunked whole.
+    shapes in voxels; channel axes are chunked whole. ``scale`` ``(scale, offset)`` makes an
+    integer volume quantised (see :class:`Volume`).
     """
     parsed = parse_volume_url(url)
     voxel_size = Coordinate(voxel_size)
@@ -268,6 +309,10 @@ def prepare_volume(
         raise VolumeError(f"{url}: zarr format must be 2 or 3, not {zarr_format}")
     if shards is not None and zarr_format != 3:
         raise VolumeError(f"{url}: sharding needs zarr format 3")
+    if scale is not None:
+        if dtype.kind not in "ui":
+            raise VolumeError(f"{url}: only integer volumes can be quantised, not {dtype}")
+        scale = (float(scale[0]), float(scale[1]))
     check_aligned(roi, voxel_size, roi.begin, url)
     if roi.begin % voxel_size != Coordinate((0,) * roi.dims):
         raise VolumeError(f"{url}: offset {tuple(roi.begin)} is not a multiple of the voxel size {tuple(voxel_size)}")
@@ -284,10 +329,10 @@ def prepare_volume(
     if not overwrite and exists(url):
         existing = open_volume(url, mode="r+")
         wanted = {"shape": shape, "dtype": str(dtype), "chunks": chunks, "voxel_size": tuple(voxel_size),
-                  "offset": tuple(roi.begin), "axis_names": geometry.axis_names}
+                  "offset": tuple(roi.begin), "axis_names": geometry.axis_names, "scale": scale}
         have = {"shape": existing.shape, "dtype": str(existing.dtype), "chunks": tuple(existing.array.chunks),
                 "voxel_size": tuple(existing.voxel_size), "offset": tuple(existing.offset),
-                "axis_names": existing.geometry.axis_names}
+                "axis_names": existing.geometry.axis_names, "scale": existing.scale}
         if shard_shape is not None:
             wanted["shards"], have["shards"] = shard_shape, tuple(existing.array.shards or ())
         diff = [k for k in wanted if wanted[k] != have[k]]
@@ -325,10 +370,11 @@ def prepare_volume(
         dtype=dtype,
         fill_value=fill_value,
         compressors=compressor if compressor is not None else None,
-        attributes=geometry.funlib_attributes(),
+        attributes={**geometry.funlib_attributes(),
+                    **({"alfine_scale": scale[0], "alfine_offset": scale[1]} if scale else {})},
         overwrite=overwrite,
         **kwargs,
     )
     entry = md.ome_multiscale_entry(parsed.name, geometry, zarr_format)
     group.attrs.put(md.with_ome_entry(group.attrs.asdict(), entry, zarr_format))
-    return Volume(parsed, array, geometry, writable=True)
+    return Volume(parsed, array, geometry, writable=True, scale=scale)
