@@ -69,7 +69,7 @@ def test_mutex_watershed_from_model_json_is_not_split_at_faces(capsys, tmp_path,
                                 "channels": [0, 5]},
              "task": {"kind": "affinities", "neighborhood": OFFSETS}}
     (tmp_path / "model.json").write_text(json.dumps(model))
-    result, first, second = _segment(capsys, tmp_path, "--params-from", "model.json")
+    result, first, second = _segment(capsys, tmp_path, "--params-from", "model.json", "--block-shape", "8,16,16")
     assert first["method"] == "mutex_watershed" and first["join"]["rule"] == "overlap" and first["context"] == [16] * 3
     expected = mutex_watershed(affinities, OFFSETS, bias=-0.5, strides=1)
     assert second["block_ids"] > second["objects"] == int(expected.max())
@@ -86,7 +86,7 @@ def test_watershed_of_distances_is_not_split_at_faces(workers, capsys, tmp_path,
     write(f"{tmp_path}/d.zarr/pred", distances, (8, 4, 4), (0, 0, 0), (8, 16, 16))
     params = {"seed_threshold": 0.5, "mask_threshold": 0.0, "min_size": 20}
     result, first, second = _segment(capsys, tmp_path, "--method", "watershed", "--params", json.dumps(params),
-                                     "--context", "8,24,24", workers=workers)
+                                     "--context", "8,24,24", "--block-shape", "8,16,16", workers=workers)
     assert first["min_size"] == 20 and first["context"] == [8, 24, 24]
     expected = watershed(distances[None], **params)
     assert second["block_ids"] > second["objects"] == int(expected.max())
@@ -105,9 +105,18 @@ def test_touching_objects_meeting_at_a_face_are_not_joined(capsys, tmp_path, mon
           channels=True)
     params = {"bias": -0.5, "offsets": offsets}
     result, _, second = _segment(capsys, tmp_path, "--method", "mutex_watershed", "--params", json.dumps(params),
-                                 "--context", "0,4,4", workers=1)
+                                 "--context", "0,4,4", "--block-shape", "1,16,16", workers=1)
     assert second["objects"] == 3
     assert_same_partition(result, labels)
+    # the overlap rule from postprocess-block's block records (above) and from the volume: the same
+    fragments = open_volume(f"{tmp_path}/s.zarr/fragments", mode="r+")
+    info = fragments.array.attrs["alfine_postprocess"]
+    assert info["block_records"] is True
+    fragments.array.attrs["alfine_postprocess"] = {**info, "block_records": False}
+    code, captured = run(relabel, capsys, "--input", f"{tmp_path}/s.zarr/fragments", "--output",
+                         f"{tmp_path}/s.zarr/from-volume")
+    assert code == 0, captured.err
+    np.testing.assert_array_equal(open_volume(f"{tmp_path}/s.zarr/from-volume").read(), result)
 
 
 def test_semantic_methods_and_one_array_per_class(capsys, tmp_path, monkeypatch):

@@ -69,12 +69,12 @@ def synthetic_raw(shape, voxel, offset):
 # volume, shape, voxel size, offset, chunk = block shape (never dividing the volume), connectivity, threshold, workers
 CASES = [
     ("noise", (21, 30, 27), (2, 1, 1), (4, -3, 8), (8, 8, 8), 6, 0.6, 1),
-    ("noise", (21, 30, 27), (2, 1, 1), (4, -3, 8), (8, 8, 8), 18, 0.78, 2),
-    ("noise", (21, 30, 27), (2, 1, 1), (4, -3, 8), (8, 8, 8), 26, 0.85, 4),
+    ("noise", (21, 30, 27), (2, 1, 1), (4, -3, 8), (8, 8, 8), 18, 0.78, 1),
+    ("noise", (21, 30, 27), (2, 1, 1), (4, -3, 8), (8, 8, 8), 26, 0.85, 1),
     ("noise", (21, 30, 27), (1, 1, 1), (0, 0, 0), (5, 7, 9), 26, 0.88, 2),
     ("noise", (45, 61), (3, 2), (9, -4), (8, 16), 4, 0.45, 1),
     ("noise", (45, 61), (3, 2), (9, -4), (8, 16), 8, 0.62, 2),
-    ("noise", (45, 61), (3, 2), (9, -4), (7, 5), 8, 0.62, 4),
+    ("noise", (45, 61), (3, 2), (9, -4), (7, 5), 8, 0.62, 1),
     ("synthetic", (20, 44, 50), (8, 4, 4), (16, 8, -12), (8, 16, 16), 6, 0.5, 2),
     ("synthetic", (20, 44, 50), (8, 4, 4), (16, 8, -12), (8, 16, 16), 26, 0.45, 1),
     ("synthetic", (20, 44, 50), (8, 4, 4), (16, 8, -12), (8, 16, 16), 18, 0.45, 4),
@@ -92,7 +92,7 @@ def test_connected_components_equal_cc3d_of_the_whole_volume(kind, shape, voxel,
     write(f"{tmp_path}/d.zarr/pred", data[None], voxel, offset, block, channels=True)
     result, first, second = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/s.zarr",
                                     {"threshold": threshold, "connectivity": connectivity}, "--chunk-shape", chunks,
-                                    workers=workers)
+                                    "--block-shape", chunks, workers=workers)
     expected = components(data > threshold, connectivity)
     assert first["blocks"] == first["processed"] > 1 and first["join"]["connectivity"] == connectivity
     assert second["objects"] == int(expected.max()) > 1
@@ -110,7 +110,8 @@ def test_min_size_applies_to_sizes_over_the_whole_volume(capsys, tmp_path, monke
     mask[5, 5] = 1  # 1 voxel
     write(f"{tmp_path}/d.zarr/pred", mask, (1, 1), (0, 0), (2, 2))
     params = {"threshold": 0.5, "min_size": 5}
-    result, first, second = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/s.zarr", params)
+    result, first, second = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/s.zarr", params,
+                                    "--block-shape", "2,2")
     assert first["min_size"] == 5 and second["objects"] == 1
     assert_same_partition(result, cc3d.dust(components(mask > 0.5, 4), 5))
     # an explicit --min-size wins, and a new output numbers again
@@ -134,7 +135,7 @@ def test_user_function_from_a_file(ndim, capsys, tmp_path, monkeypatch):
     block = (4, 8, 8) if ndim == 3 else (8, 8)
     write(f"{tmp_path}/d.zarr/pred", data, (1,) * ndim, (0,) * ndim, block)
     result, first, _ = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/s.zarr", {"level": 0.6},
-                               method="mine.py:segment", workers=2)
+                               "--block-shape", ",".join(map(str, block)), method="mine.py:segment", workers=2)
     assert first["join"] == {"rule": "adjacency", "connectivity": 6 if ndim == 3 else 4}
     assert_same_partition(result, components(data > 0.6, 6 if ndim == 3 else 4))
 
@@ -144,7 +145,7 @@ def test_a_killed_postprocess_run_is_finished_by_a_re_run(capsys, tmp_path, monk
     data = noise((19, 23, 21), seed=4)
     write(f"{tmp_path}/d.zarr/pred", data, (1, 1, 1), (0, 0, 0), (8, 8, 8))
     args = ["--input", f"{tmp_path}/d.zarr/pred", "--output", f"{tmp_path}/s.zarr/fragments", "--method",
-            "connected_components", "--params", '{"threshold": 0.7, "connectivity": 18}']
+            "connected_components", "--params", '{"threshold": 0.7, "connectivity": 18}', "--block-shape", "8,8,8"]
     for block in (0, 5, 7):  # what a killed run leaves: some blocks done ...
         assert run(postprocess, capsys, *args, "--block-id", str(block))[0] == 0
     fragments = open_volume(f"{tmp_path}/s.zarr/fragments", mode="r+")
@@ -160,7 +161,7 @@ def test_a_killed_postprocess_run_is_finished_by_a_re_run(capsys, tmp_path, monk
     assert code == 0, captured.err
     resumed = open_volume(f"{tmp_path}/s.zarr/segmentation").read()
     clean, _, _ = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/clean.zarr",
-                          {"threshold": 0.7, "connectivity": 18})
+                          {"threshold": 0.7, "connectivity": 18}, "--block-shape", "8,8,8")
     np.testing.assert_array_equal(resumed, clean)
     assert_same_partition(resumed, components(data > 0.7, 18))
 
@@ -171,7 +172,8 @@ def test_relabel_block_by_block_and_in_place(capsys, tmp_path, monkeypatch):
     data = noise((24, 20), seed=7)
     write(f"{tmp_path}/d.zarr/pred", data, (1, 1), (0, 0), (8, 8))
     code, _ = run(postprocess, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output", f"{tmp_path}/s.zarr/seg",
-                  "--method", "connected_components", "--params", '{"threshold": 0.5, "connectivity": 8}')
+                  "--method", "connected_components", "--params", '{"threshold": 0.5, "connectivity": 8}',
+                  "--block-shape", "8,8")
     assert code == 0
     args = ["--input", f"{tmp_path}/s.zarr/seg", "--output", f"{tmp_path}/s.zarr/seg"]
     steps = []
@@ -181,9 +183,11 @@ def test_relabel_block_by_block_and_in_place(capsys, tmp_path, monkeypatch):
             assert code == 0, captured.err
             steps.append(json.loads(captured.out)["step"])
     assert steps == ["faces"] * 9 + ["write"] * 9
-    result = open_volume(f"{tmp_path}/s.zarr/seg").read()
+    seg = open_volume(f"{tmp_path}/s.zarr/seg")
+    result = seg.read()
     assert_consecutive(result)
     assert_same_partition(result, components(data > 0.5, 8))
+    assert seg.array.attrs["alfine_postprocess"]["block_records"] is False  # its ids changed: records are stale
     code, captured = run(relabel, capsys, *args)
     assert code == 0 and json.loads(captured.out)["skipped"] == 9
     np.testing.assert_array_equal(open_volume(f"{tmp_path}/s.zarr/seg").read(), result)
@@ -199,7 +203,7 @@ def test_degenerate_volumes(case, capsys, tmp_path, monkeypatch):
         data[:, 12, :] = data[:, :, 12] = data[5, :, :] = 1
     write(f"{tmp_path}/d.zarr/pred", data, (1, 1, 1), (0, 0, 0), (4, 8, 8))
     result, first, second = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/s.zarr", {"threshold": 0.5},
-                                    workers=2)
+                                    "--block-shape", "4,8,8")
     assert first["blocks"] == 3 * 4 * 4
     assert second["objects"] == {"empty": 0, "one small object": 1, "one object in every block": 1}[case]
     assert_consecutive(result)
@@ -210,9 +214,15 @@ def test_listing_blocks_writes_nothing(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(f"{tmp_path}/d.zarr/pred", noise((10, 12)), (1, 1), (0, 0), (4, 8))
     code, captured = run(postprocess, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output",
-                         f"{tmp_path}/s.zarr/seg", "--method", "connected_components", "--list-blocks")
+                         f"{tmp_path}/s.zarr/seg", "--method", "connected_components", "--list-blocks",
+                         "--block-shape", "4,8")
     lines = [json.loads(line) for line in captured.out.strip().splitlines()]
     assert code == 0 and len(lines) == 3 * 2 + 1 and lines[-1]["blocks"] == 6
+    # by default, the chunks (4 x 8) doubled up to about 128^3 voxels, here no larger than the volume needs
+    code, captured = run(postprocess, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output",
+                         f"{tmp_path}/s.zarr/seg", "--method", "connected_components", "--list-blocks")
+    lines = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert code == 0 and len(lines) == 2 and lines[-1]["blocks"] == 1 and lines[-1]["block_shape"] == [16, 16]
     assert not (tmp_path / "s.zarr").exists()
 
 
@@ -260,3 +270,58 @@ def test_bad_relabel_requests_exit_2(capsys, tmp_path, monkeypatch):
                   "connected_components")
     code, captured = run(relabel, capsys, "--input", f"{out}/seg", "--output", f"{out}/x", "--block-shape", "8,8")
     assert code == 2 and "must be those postprocess-block used" in captured.err
+
+
+@pytest.mark.parametrize("shape, block, connectivity, threshold", [((17, 20, 19), (6, 7, 8), 26, 0.85),
+                                                                   ((45, 61), (16, 13), 8, 0.62)])
+def test_relabel_from_block_records_equals_relabel_from_the_volume(shape, block, connectivity, threshold, capsys,
+                                                                   tmp_path, monkeypatch):
+    """postprocess-block's records (no volume read), the volume (other inputs), a mix of both (a record
+    missing), and the records on daisy workers: the same pairs, the same result, cc3d's partition."""
+    from alfine.segmentation import relabel as relabelling
+
+    monkeypatch.chdir(tmp_path)
+    data = noise(shape, seed=5)
+    chunks = ",".join(map(str, block))
+    write(f"{tmp_path}/d.zarr/pred", data, (1,) * len(shape), (0,) * len(shape), block)
+    code, captured = run(postprocess, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output",
+                         f"{tmp_path}/s.zarr/fragments", "--method", "connected_components", "--params",
+                         json.dumps({"threshold": threshold, "connectivity": connectivity}), "--block-shape", chunks)
+    assert code == 0, captured.err
+    blocks = json.loads(captured.out)["blocks"]
+    fragments = open_volume(f"{tmp_path}/s.zarr/fragments", mode="r+")
+    info = fragments.array.attrs["alfine_postprocess"]
+    assert info["block_records"] is True
+    assert len(list((tmp_path / "s.zarr" / ".alfine-segments" / "fragments").glob("*.npz"))) == blocks
+    reads = []
+    from_volume = relabelling.FacesOfBlock._from_volume
+    monkeypatch.setattr(relabelling.FacesOfBlock, "_from_volume", lambda self, b: reads.append(b.id) or
+                        from_volume(self, b))
+
+    def relabelled(name, *extra):
+        reads.clear()
+        code, captured = run(relabel, capsys, "--input", f"{tmp_path}/s.zarr/fragments", "--output",
+                             f"{tmp_path}/s.zarr/{name}", *extra)
+        assert code == 0, captured.err
+        faces = [np.load(f"{tmp_path}/s.zarr/.alfine-relabel/{name}/faces/{b}.npz") for b in range(blocks)]
+        return open_volume(f"{tmp_path}/s.zarr/{name}").read(), faces, sorted(reads)
+
+    records, records_faces, read = relabelled("records")
+    assert read == []
+    fragments.array.attrs["alfine_postprocess"] = {**info, "block_records": False}
+    volume, volume_faces, read = relabelled("volume")
+    assert read == list(range(blocks))
+    np.testing.assert_array_equal(records, volume)
+    for ours, theirs in zip(records_faces, volume_faces, strict=True):
+        for key in ("ids", "counts", "pairs"):
+            np.testing.assert_array_equal(ours[key], theirs[key])
+    fragments.array.attrs["alfine_postprocess"] = info
+    (tmp_path / "s.zarr" / ".alfine-segments" / "fragments" / "5.npz").unlink()
+    mixed, _, read = relabelled("mixed")
+    assert 5 in read and len(read) < blocks
+    np.testing.assert_array_equal(mixed, records)
+    monkeypatch.setattr(relabelling, "FACES_IN_PROCESS", 0)  # the faces step on daisy workers
+    workers, _, _ = relabelled("workers", "--workers", "2")
+    np.testing.assert_array_equal(workers, records)
+    assert_consecutive(records)
+    assert_same_partition(records, components(data > threshold, connectivity))

@@ -1,13 +1,24 @@
-"""The pieces of relabelling: face pairs, union-find, numbering, block-unique ids."""
+"""The pieces of relabelling: face pairs (from the volume and from records), union-find, numbering, ids."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from alfine.segmentation.blockwise import block_unique
-from alfine.segmentation.faces import adjacent_pairs, boundary_ids, half_neighbourhood, overlap_pairs
+from alfine.segmentation.blockwise import BLOCK_VOXELS, _block_unique, block_unique, default_block_shape
+from alfine.segmentation.faces import (
+    adjacent_pairs,
+    boundary_ids,
+    face_slab,
+    half_neighbourhood,
+    layer_slab,
+    outer_layers,
+    overlap_pairs,
+    slab_pairs,
+    unique_pairs,
+)
 from alfine.segmentation.numbering import number_objects
+from alfine.segmentation.relabel import map_ids
 from alfine.segmentation.unionfind import join
 
 
@@ -95,3 +106,87 @@ def test_block_unique_ids_do_not_collide():
     second, _ = block_unique(labels, 1, 6)
     assert first.tolist() == [[1, 1, 0], [0, 2, 2]] and local == {0: 0, 7: 1, 9: 2}
     assert second.tolist() == [[7, 7, 0], [0, 8, 8]] and second.dtype == np.uint64
+
+
+def _blocks(shape, block):
+    """The blocks of ``block`` voxels over ``shape``: grid index -> slices (the last ones cut to the volume)."""
+    grid = tuple(-(-s // b) for s, b in zip(shape, block, strict=True))
+    return grid, {index: tuple(slice(i * b, min((i + 1) * b, s)) for i, b, s in zip(index, block, shape, strict=True))
+                  for index in itertools.product(*map(range, grid))}
+
+
+@pytest.mark.parametrize("shape, block", [((9, 10, 11), (4, 5, 3)), ((7, 8, 6), (7, 3, 2)), ((13, 11), (4, 5)),
+                                          ((5, 9), (1, 4))])
+def test_slabs_from_outer_layers_equal_those_of_the_grown_block(shape, block):
+    """What relabel builds from postprocess-block's records is what it would read from the volume."""
+    rng = np.random.default_rng(1)
+    ndim = len(shape)
+    labels = np.where(rng.random(shape) > 0.4, rng.integers(1, 50, shape), 0).astype(np.uint64)
+    grid, pieces = _blocks(shape, block)
+    layers = {}
+    for index, piece in pieces.items():
+        lower = tuple(i > 0 for i in index)
+        upper = tuple(i + 1 < g for i, g in zip(index, grid, strict=True))
+        layers[index] = outer_layers(labels[piece], lower, upper)
+    for index, piece in pieces.items():
+        size = tuple(p.stop - p.start for p in piece)
+        grown = np.zeros(tuple(s + 1 for s in size), np.uint64)
+        part = labels[tuple(slice(p.start, p.stop + 1) for p in piece)]
+        grown[tuple(slice(0, s) for s in part.shape)] = part
+        neighbours = {}
+        for step in itertools.product((0, 1), repeat=ndim):
+            other = tuple(i + s for i, s in zip(index, step, strict=True))
+            if any(step) and other in layers:
+                neighbours[step] = layers[other][0]
+        first, last = layers[index]
+        for axis in last:
+            np.testing.assert_array_equal(layer_slab(size, axis, last[axis], neighbours), face_slab(grown, axis))
+        for connectivity in (4, 8) if ndim == 2 else (6, 18, 26):
+            offsets = half_neighbourhood(ndim, connectivity)
+            from_layers = [slab_pairs(layer_slab(size, a, last[a], neighbours), a, offsets) for a in last]
+            found = unique_pairs(np.concatenate([np.zeros((0, 2), np.uint64), *from_layers]))
+            np.testing.assert_array_equal(found, adjacent_pairs(grown, offsets))
+
+
+def test_unique_pairs_sorts_and_drops_repeats():
+    rng = np.random.default_rng(2)
+    pairs = rng.integers(0, 2**63, (500, 2), dtype=np.uint64)
+    pairs = np.concatenate([pairs, pairs[::-1, ::-1], pairs[:7]])
+    expected = np.unique(np.sort(pairs, axis=1), axis=0)
+    np.testing.assert_array_equal(unique_pairs(pairs), expected)
+    assert unique_pairs(np.zeros((0, 2), np.uint64)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("ids", [np.arange(101, 160, dtype=np.uint64),  # one run: a lookup table
+                                 np.array([3, 2**40, 2**62 + 5], np.uint64),  # far apart: a binary search
+                                 np.zeros(0, np.uint64)])
+def test_map_ids_maps_every_id_and_drops_the_rest(ids):
+    rng = np.random.default_rng(3)
+    new_ids = rng.integers(0, 1000, len(ids), dtype=np.uint64)
+    others = np.array([0, 1, 100, 160, 2**63, 2**64 - 1], np.uint64)  # not in ids: 0
+    labels = rng.choice(np.concatenate([ids, others]), (6, 7, 8)).astype(np.uint64)
+    table = dict(zip(ids.tolist(), new_ids.tolist(), strict=True))
+    expected = np.vectorize(lambda v: table.get(v, 0), otypes=[np.uint64])(labels)
+    result = map_ids(labels, ids, new_ids)
+    assert result.dtype == np.uint64
+    np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("unit, region, expected", [
+    ((64, 64, 64), (512, 512, 512), (128, 128, 128)),
+    ((64, 64, 64), (100, 1000, 1000), (128, 128, 128)),
+    ((64, 64, 64), (60, 1000, 1000), (64, 256, 128)),  # never beyond the region
+    ((8, 8, 8), (21, 30, 27), (32, 32, 32)),
+    ((32, 256, 256), (1000, 1000, 1000), (32, 256, 256)),  # already at the budget
+    ((64, 64), (10000, 10000), (2048, 1024)),
+])
+def test_default_block_shape_doubles_the_chunks_to_the_budget(unit, region, expected):
+    shape = default_block_shape(unit, region)
+    assert shape == expected
+    assert all(s % u == 0 for s, u in zip(shape, unit, strict=True)) and np.prod(shape) <= BLOCK_VOXELS
+
+
+def test_block_unique_counts_its_voxels():
+    labels = np.array([[7, 7, 0], [0, 9, 7]])
+    unique, local, counts = _block_unique(labels, 2, 6)
+    assert unique.tolist() == [[13, 13, 0], [0, 14, 13]] and counts.tolist() == [3, 1]

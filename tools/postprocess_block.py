@@ -21,7 +21,10 @@ voxels under the connectivity, which gives exactly the components of the whole v
 watershed, mutex_watershed, agglomerate (and anything with --context) by overlap: a block
 keeps its own labels of the layer beyond each upper face, and relabel joins object a of the
 lower block to object b of the upper one when more than half of a's voxels there are b.
-A method's min_size is applied by alfine-relabel, to sizes over the whole volume.
+A method's min_size is applied by alfine-relabel, to sizes over the whole volume. Each block
+of instances also keeps a small record beside the output (OUTPUT_CONTAINER/.alfine-segments/
+OUTPUT_PATH/N.npz: its ids, voxel counts and outer voxel layers), so alfine-relabel joins the
+blocks without reading the volume again.
 Per-class segmentations: run once per class with {"channel": K} into one array per class,
 and relabel each array.
 
@@ -45,6 +48,10 @@ class Options(BlockwiseOptions, OutputOptions):
                                     "(default: 0 for connected_components, threshold, argmax and user functions; "
                                     "16 for watershed; max(16, 2 x the longest affinity offset) for mutex_watershed "
                                     "and agglomerate)", metavar="N", parse=flags.ints)
+    block_shape: Optional[tuple] = flags.block_shape(
+        help="the blocks' write size in voxels (default: the output's chunk shape, or --shards, doubled along its "
+             "shortest axis while it stays within 2^21 voxels, e.g. 128,128,128 from 64^3 chunks, and no longer "
+             "than the region along an axis; memory per worker grows with it)")
     chunk_shape: Optional[tuple] = flags.chunk_shape(help="chunk size of the output in voxels (default: the input's)",
                                                      default=None)
 

@@ -11,8 +11,10 @@ result block by block; stores the id mapping and object sizes.
 
 Three steps, each resumable: (1) faces: every block records its ids, sizes and the pairs its
 upper faces join (by the rule alfine-postprocess-block recorded; adjacency with face
-connectivity for other inputs); (2) numbering, in one process; (3) write. The blocks are
-those of alfine-postprocess-block. Records: OUTPUT_CONTAINER/.alfine-relabel/OUTPUT_PATH
+connectivity for other inputs), from the small per-block records alfine-postprocess-block
+keeps (no volume data read; up to 256 blocks in this process, more on the workers), or by
+reading each block grown by one voxel for other inputs; (2) numbering, in one process;
+(3) write. The blocks are those of alfine-postprocess-block. Records: OUTPUT_CONTAINER/.alfine-relabel/OUTPUT_PATH
 (mapping/N.npz: ids -> new_ids of block N; objects.npz: sizes[new_id - 1]; objects.json).
 With --block-id N: block N of step 1 until every block has done step 1, then block N of
 step 3 (so a job array run twice relabels). The output may be the input (in place).

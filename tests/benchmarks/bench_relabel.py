@@ -1,13 +1,21 @@
-"""Blockwise threshold + connected components + relabel against cc3d of the whole volume, in the same run.
+"""Blockwise threshold + connected components + relabel against one process doing it whole, in the same run.
 
 alfine: ``alfine-postprocess-block --method connected_components`` then ``alfine-relabel``, blockwise with
-2 workers (64^3 blocks), on a synthetic volume's raw / 255 (a float32 "prediction"). Reference:
-``cc3d.connected_components`` of the whole thresholded volume in one process (the volume read whole
-first, its read time reported apart). Both results are checked to be the same partition. Each side
-runs in a process of its own, which reports its wall time and peak resident memory (its workers
-included). Default 256^3 (a run of about 1-2 minutes on 2 cores); ``--scale 8`` gives 512^3.
-Run: ``.venv/bin/python tests/benchmarks/bench_relabel.py [--scale S] [--workers N]``; writes
-``bench/relabel.json``.
+``--workers`` daisy workers and the default block shape, on a synthetic volume's raw / 255 (a float32
+"prediction", 64^3 chunks). Two references, each in a process of its own:
+
+- **end-to-end** (the fair one): one process reads the prediction zarr whole, thresholds it, runs
+  ``cc3d.connected_components`` and writes the segmentation zarr (uint64, alfine's output chunking);
+- **cc3d**: ``cc3d.connected_components`` of the thresholded volume already in memory (the read
+  time reported apart): the floor no zarr pipeline reaches.
+
+Both results are checked to be the same partition. Each side reports its wall time and peak
+resident memory: its main process and, for alfine, its largest worker (``getrusage``), plus the
+bound main + workers x largest worker. Default 256^3 (a run of about a minute on 2 cores; the
+synthetic volume takes most of it); ``--scale 8`` gives 512^3. ``--scaling`` repeats it at 1x, 2x
+and 4x the voxels and reports time per voxel and peak memory per size.
+Run: ``.venv/bin/python tests/benchmarks/bench_relabel.py [--scale S] [--workers N] [--scaling]``;
+writes ``bench/relabel.json`` and prints one JSON object with ``rows`` (see ``run_all.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 THRESHOLD = 0.5
 CONNECTIVITY = 26
+CHUNK = 64
 
 
 def _peak_mb() -> dict:
@@ -44,7 +53,7 @@ def make_volume(root: str, side: int) -> None:
 
     shape = (side,) * 3
     roi = Roi((0, 0, 0), tuple(s * 8 for s in shape))
-    volume = prepare_volume(f"{root}/d.zarr/pred", roi, (8, 8, 8), np.float32, (64, 64, 64))
+    volume = prepare_volume(f"{root}/d.zarr/pred", roi, (8, 8, 8), np.float32, (CHUNK,) * 3)
     step = 128
     for z in range(0, side, step):
         for y in range(0, side, step):
@@ -56,8 +65,8 @@ def make_volume(root: str, side: int) -> None:
                              raw.astype(np.float32) / 255)
 
 
-def child_reference(root: str) -> dict:
-    """cc3d of the whole volume in this process."""
+def child_cc3d(root: str) -> dict:
+    """cc3d of the whole volume in this process (the volume read first, its read time apart)."""
     import cc3d
     import numpy as np
 
@@ -70,8 +79,32 @@ def child_reference(root: str) -> dict:
     labels = cc3d.connected_components((data > THRESHOLD).view(np.uint8), connectivity=CONNECTIVITY,
                                        out_dtype=np.uint64)
     seconds = time.perf_counter() - began
-    np.save(f"{root}/reference.npy", labels)
     return {"seconds": round(seconds, 3), "read_seconds": round(read, 3), "objects": int(labels.max()), **_peak_mb()}
+
+
+def child_end_to_end(root: str, chunks: str) -> dict:
+    """One process: read the prediction zarr whole, threshold, cc3d, write the segmentation zarr (``chunks``)."""
+    import cc3d
+    import numpy as np
+
+    from alfine.volumes import open_volume, prepare_volume
+
+    began = time.perf_counter()
+    source = open_volume(f"{root}/d.zarr/pred")
+    data = source.read()
+    read = time.perf_counter()
+    labels = cc3d.connected_components((data > THRESHOLD).view(np.uint8), connectivity=CONNECTIVITY,
+                                       out_dtype=np.uint64)
+    del data
+    labelled = time.perf_counter()
+    chunk_shape = tuple(int(c) for c in chunks.split(","))
+    prepare_volume(f"{root}/r.zarr/segmentation", source.roi, source.voxel_size, np.uint64,
+                   chunk_shape).write(source.roi, labels)
+    ended = time.perf_counter()
+    np.save(f"{root}/reference.npy", labels)
+    return {"seconds": round(ended - began, 3), "read_seconds": round(read - began, 3),
+            "cc3d_seconds": round(labelled - read, 3), "write_seconds": round(ended - labelled, 3),
+            "chunk_shape": list(chunk_shape), "objects": int(labels.max()), **_peak_mb()}
 
 
 def child_alfine(root: str, workers: int) -> dict:
@@ -79,6 +112,7 @@ def child_alfine(root: str, workers: int) -> dict:
     from contextlib import redirect_stdout
     from io import StringIO
 
+    from alfine.volumes import open_volume
     from alfine_tools.postprocess_block import main as postprocess
     from alfine_tools.relabel import main as relabel
 
@@ -98,8 +132,11 @@ def child_alfine(root: str, workers: int) -> dict:
     if code:
         raise SystemExit(f"alfine failed with exit code {code}")
     summary = json.loads(out.getvalue().strip().splitlines()[-1])
+    output = open_volume(f"{root}/s.zarr/segmentation")
+    blocks = open_volume(f"{root}/s.zarr/fragments").array.attrs["alfine_postprocess"]["block_shape"]
     return {"seconds": round(ended - began, 3), "postprocess_seconds": round(middle - began, 3),
-            "relabel_seconds": round(ended - middle, 3), "objects": summary["objects"], **_peak_mb()}
+            "relabel_seconds": round(ended - middle, 3), "objects": summary["objects"], "blocks": summary["blocks"],
+            "block_shape": blocks, "chunk_shape": list(output.chunk_shape), **_peak_mb()}
 
 
 def same_partition(root: str) -> bool:
@@ -110,20 +147,24 @@ def same_partition(root: str) -> bool:
 
     reference = np.load(f"{root}/reference.npy", mmap_mode="r")
     result = open_volume(f"{root}/s.zarr/segmentation")
-    forward: dict[int, int] = {}
-    backward: dict[int, int] = {}
+    found = []
     for z in range(0, reference.shape[0], 64):
-        ours = result.array[z:z + 64].ravel()
-        theirs = np.asarray(reference[z:z + 64]).ravel()
-        pairs = np.unique(np.stack([ours, theirs]), axis=1)
-        for a, b in pairs.T.tolist():
-            if forward.setdefault(a, b) != b or backward.setdefault(b, a) != a:
-                return False
-    return forward.get(0, 0) == 0
+        ours = np.asarray(result.array[z:z + 64], np.uint64).ravel()
+        theirs = np.asarray(reference[z:z + 64], np.uint64).ravel()
+        if ours.max(initial=0) >= 2**32 or theirs.max(initial=0) >= 2**32:
+            raise SystemExit("more than 2^32 objects: not packed into one key")
+        keys = (ours << np.uint64(32)) | theirs
+        keep = np.concatenate([[True], keys[1:] != keys[:-1]])  # runs along x first: far fewer to sort
+        found.append(np.unique(keys[keep]))
+    keys = np.unique(np.concatenate(found))
+    ours, theirs = keys >> np.uint64(32), keys & np.uint64(2**32 - 1)
+    one_to_one = len(np.unique(ours)) == len(np.unique(theirs)) == len(keys)
+    return bool(one_to_one and np.array_equal(ours == 0, theirs == 0))
 
 
 def _child(kind: str, root: str, workers: int, *extra: str) -> dict:
-    """Run one side in a process of its own (a process inherits its parent's peak memory on Linux)."""
+    """Run one side in a process of its own. Linux keeps a process's peak memory across exec, so a child
+    reports at least this process's size: this one stays small (the comparison runs in a child too)."""
     command = [sys.executable, __file__, "--workers", str(workers), "--child", kind, root, *extra]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
@@ -131,10 +172,62 @@ def _child(kind: str, root: str, workers: int, *extra: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def measure(side: int, workers: int, data: str | None = None) -> dict:
+    """alfine and both references on one side^3 volume (kept in ``data``/SIDE when given, made once)."""
+    with tempfile.TemporaryDirectory() as root:
+        generation = None
+        kept = f"{data}/{side}" if data else None
+        if kept and not os.path.exists(f"{kept}/d.zarr/pred"):
+            generation = _child("make", kept, workers, str(side))["seconds"]
+        if kept:
+            os.symlink(f"{os.path.abspath(kept)}/d.zarr", f"{root}/d.zarr")
+        else:
+            generation = _child("make", root, workers, str(side))["seconds"]
+        alfine = _child("alfine", root, workers)
+        end_to_end = _child("end-to-end", root, workers, ",".join(map(str, alfine["chunk_shape"])))
+        in_memory = _child("cc3d", root, workers)
+        equal = _child("check", root, workers)["same_partition"]
+    alfine["peak_rss_bound_mb"] = round(alfine["peak_rss_mb"] + workers * alfine["peak_rss_workers_mb"], 1)
+    return {
+        "volume_shape": [side] * 3, "voxels": side**3, "workers": workers,
+        "alfine_seconds": alfine["seconds"], "end_to_end_seconds": end_to_end["seconds"],
+        "cc3d_seconds": in_memory["seconds"],
+        "ratio_alfine_to_end_to_end": round(alfine["seconds"] / end_to_end["seconds"], 2),
+        "ratio_alfine_to_cc3d": round(alfine["seconds"] / in_memory["seconds"], 2),
+        "alfine_ns_per_voxel": round(1e9 * alfine["seconds"] / side**3, 1),
+        "end_to_end_ns_per_voxel": round(1e9 * end_to_end["seconds"] / side**3, 1),
+        "alfine": alfine, "end_to_end": end_to_end, "cc3d": in_memory, "same_partition": equal,
+        "generation_seconds": generation,
+    }
+
+
+def rows(runs: list[dict]) -> list[dict]:
+    out = []
+    for run in runs:
+        a, e, c = run["alfine"], run["end_to_end"], run["cc3d"]
+        size = f"{run['volume_shape'][0]}³"
+        name = (f"relabel: threshold + cc (26) + relabel of {size}, {a['blocks']} blocks of "
+                f"{'x'.join(map(str, a['block_shape']))}, {run['workers']} workers (s)")
+        out.append({"name": name, "alfine": f"{a['seconds']:.2f} s",
+                    "reference": f"one process, zarr read + cc3d + zarr write: {e['seconds']:.2f} s",
+                    "ratio": run["ratio_alfine_to_end_to_end"]})
+        out.append({"name": f"relabel: same, against cc3d of the volume in memory ({size}, s)",
+                    "alfine": f"{a['seconds']:.2f} s", "reference": f"cc3d in memory: {c['seconds']:.3f} s",
+                    "ratio": run["ratio_alfine_to_cc3d"]})
+        out.append({"name": f"relabel: peak memory, {size} (MB; alfine: main + workers x largest worker)",
+                    "alfine": f"{a['peak_rss_bound_mb']:.0f} MB (main {a['peak_rss_mb']:.0f}, worker "
+                              f"{a['peak_rss_workers_mb']:.0f})",
+                    "reference": f"one process: {e['peak_rss_mb']:.0f} MB",
+                    "ratio": round(a["peak_rss_bound_mb"] / e["peak_rss_mb"], 2)})
+    return out
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="volume size factor: side = 256 * scale^(1/3)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scaling", action="store_true", help="also 2x and 4x the voxels: time per voxel, memory")
+    parser.add_argument("--data", help="keep the synthetic volumes in this folder and reuse them (default: made anew)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -143,25 +236,34 @@ def main() -> dict:
             began = time.perf_counter()
             make_volume(root, int(args.child[2]))
             result = {"seconds": round(time.perf_counter() - began, 1)}
+        elif kind == "alfine":
+            result = child_alfine(root, args.workers)
+        elif kind == "end-to-end":
+            result = child_end_to_end(root, args.child[2])
+        elif kind == "check":
+            result = {"same_partition": same_partition(root)}
         else:
-            result = child_reference(root) if kind == "reference" else child_alfine(root, args.workers)
+            result = child_cc3d(root)
         print(json.dumps(result))
         return result
-    side = int(round(256 * args.scale ** (1 / 3)))
-    with tempfile.TemporaryDirectory() as root:
-        generation = _child("make", root, args.workers, str(side))["seconds"]
-        reference = _child("reference", root, args.workers)
-        alfine = _child("alfine", root, args.workers)
-        equal = same_partition(root)
+    factors = (1, 2, 4) if args.scaling else (1,)
+    runs = []
+    for factor in factors:
+        side = int(round(256 * (args.scale * factor) ** (1 / 3)))
+        print(f"== {side}^3, {args.workers} workers", file=sys.stderr, flush=True)
+        runs.append(measure(side, args.workers, args.data))
     result = {
-        "benchmark": "relabel", "volume_shape": [side] * 3, "voxels": side**3, "block_shape": [64, 64, 64],
-        "threshold": THRESHOLD, "connectivity": CONNECTIVITY, "workers": args.workers,
-        "alfine_seconds": alfine["seconds"], "cc3d_seconds": reference["seconds"],
-        "ratio_alfine_to_cc3d": round(alfine["seconds"] / reference["seconds"], 2),
-        "alfine": alfine, "cc3d": reference, "same_partition": equal,
-        "generation_seconds": generation,
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "benchmark": "relabel", "threshold": THRESHOLD, "connectivity": CONNECTIVITY, "input_chunks": [CHUNK] * 3,
+        **runs[0], "rows": rows(runs),
+        "machine": {"cores": len(os.sched_getaffinity(0)), "python": platform.python_version()},
     }
+    if args.scaling:
+        keys = ("volume_shape", "voxels", "alfine_seconds", "alfine_ns_per_voxel", "end_to_end_seconds",
+                "end_to_end_ns_per_voxel")
+        result["scaling"] = [{key: run[key] for key in keys}
+                             | {"alfine_peak_rss_worker_mb": run["alfine"]["peak_rss_workers_mb"],
+                                "alfine_peak_rss_main_mb": run["alfine"]["peak_rss_mb"],
+                                "end_to_end_peak_rss_mb": run["end_to_end"]["peak_rss_mb"]} for run in runs]
     os.makedirs("bench", exist_ok=True)
     with open("bench/relabel.json", "w") as f:
         json.dump(result, f, indent=2)

@@ -9,6 +9,14 @@ write region only. Instance labels are numbered ``block id * voxels per block + 
 block also keeps its *views* (its labels of the layer beyond each upper face, see
 :func:`views_url`). ``min_size`` of an instance method is not applied per block: relabel
 applies it to the objects' sizes over the whole volume.
+
+Each block of instances also keeps a small record (:func:`block_record_url`): its ids and their
+voxel counts, its ids on faces towards other blocks, and its outer voxel layers towards them
+(:func:`.faces.outer_layers`): all that relabel's faces step needs, so it reads no volume data.
+The attribute's ``block_records`` says they exist (relabel in place turns it off: the ids change).
+
+Blocks default to about :data:`BLOCK_VOXELS` voxels (:func:`default_block_shape`): small blocks
+cost more in per-block overheads (start-up, records, seams) than they save in memory.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ log = logging.getLogger(__name__)
 ATTRIBUTE = "alfine_postprocess"
 OVERLAP_FRACTION = 0.5
 DEFAULT_CONTEXT = 16  # voxels per side for the watershed-type methods
+BLOCK_VOXELS = 2**21  # a default block: 128^3 voxels (float32 input 8 MiB, uint64 labels 16 MiB)
 _AFFINITY_METHODS = ("mutex_watershed", "agglomerate")
 _SEMANTIC_METHODS = ("threshold", "argmax")
 
@@ -41,6 +50,23 @@ def is_user_function(method: str) -> bool:
 def views_url(volume_url: str, block_id: int) -> str:
     """Where block ``block_id`` of the per-block segmentation ``volume_url`` keeps its views."""
     return f"{records.records_url(volume_url, 'views')}/{block_id}.npz"
+
+
+def block_record_url(volume_url: str, block_id: int) -> str:
+    """Where block ``block_id`` of the per-block segmentation ``volume_url`` keeps what relabel needs of it."""
+    return f"{records.records_url(volume_url, 'segments')}/{block_id}.npz"
+
+
+def default_block_shape(unit, region, budget: int = BLOCK_VOXELS) -> tuple[int, ...]:
+    """A block shape (voxels) of whole ``unit`` s (the output's chunk or shard shape): ``unit`` doubled
+    along its shortest axis, then the next, while that keeps it within ``budget`` voxels and the axis
+    is still shorter than the ``region`` (voxels)."""
+    shape = [int(u) for u in unit]
+    while True:
+        growable = [a for a in range(len(shape)) if shape[a] < region[a]]
+        if not growable or 2 * int(np.prod(shape)) > budget:
+            return tuple(shape)
+        shape[min(growable, key=lambda a: (shape[a], a))] *= 2
 
 
 def default_context(method: str, offsets: list | None) -> int:
@@ -98,6 +124,7 @@ class PostprocessBlock:
     stride: int
     region: str  # the layout's region (format_roi): views exist only towards blocks inside it
     views: bool
+    records: bool = True  # instances: keep the block's record for relabel (block_record_url)
 
     def __call__(self, block) -> None:
         from ..volumes import open_volume
@@ -115,11 +142,31 @@ class PostprocessBlock:
         if not self.instances:
             output.write(block.write_roi, result[(slice(None),) * (result.ndim - len(spatial)) + crop])
             return
-        labels, local = block_unique(result[crop], block.id, self.stride)
+        labels, local, counts = _block_unique(result[crop], block.id, self.stride)
         if self.views:
             views = self._views(result, crop, local, block)
             records.save_arrays(views_url(self.output, block.id), **views)
+        if self.records:
+            records.save_arrays(block_record_url(self.output, block.id), compress=True,
+                                **self._record(labels, counts, block))
         output.write(block.write_roi, labels)
+
+    def _record(self, labels: np.ndarray, counts: np.ndarray, block) -> dict[str, np.ndarray]:
+        """What relabel's faces step needs of this block (see :func:`block_record_url`)."""
+        from ..geometry import parse_roi
+        from .faces import nonzero_unique, outer_layers
+
+        region = parse_roi(self.region)
+        lower = tuple(b > r for b, r in zip(block.write_roi.begin, region.begin, strict=True))
+        upper = tuple(e < r for e, r in zip(block.write_roi.end, region.end, strict=True))
+        first, last = outer_layers(labels, lower, upper)
+        base = np.uint64(block.id) * np.uint64(self.stride)
+        record = {"ids": np.arange(1, len(counts) + 1, dtype=np.uint64) + base, "counts": counts,
+                  "face": nonzero_unique([*first.values(), *last.values()])}
+        record.update({f"first{a}": layer for a, layer in first.items()})
+        if not self.views:  # adjacency: the block's own side of its upper faces (overlap uses its views)
+            record.update({f"last{a}": layer for a, layer in last.items()})
+        return record
 
     def _views(self, result: np.ndarray, crop: tuple, local: dict, block) -> dict[str, np.ndarray]:
         """The block's ids on the layer beyond each upper face that has a neighbour (others 0)."""
@@ -155,17 +202,28 @@ def block_unique(labels: np.ndarray, block_id: int, stride: int) -> tuple[np.nda
 
     Returns the labels and the map from the method's ids to the local ones (0 stays 0).
     """
+    unique, mapping, _ = _block_unique(labels, block_id, stride)
+    return unique, {int(k): int(v) for k, v in mapping.items()}
+
+
+def _block_unique(labels: np.ndarray, block_id: int, stride: int) -> tuple[np.ndarray, dict, np.ndarray]:
+    """:func:`block_unique` and the voxel counts of the local ids 1..n (int64)."""
     import fastremap
 
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
         raise ValueError(f"instance labels must be integers, got {labels.dtype}")
     local, mapping = fastremap.renumber(np.ascontiguousarray(labels), preserve_zero=True, in_place=False)
-    local = local.astype(np.uint64)
-    if local.size and int(local.max()) > stride:
-        raise ValueError(f"{int(local.max())} objects in a block of {stride} voxels")
+    objects = len(mapping) - (0 in mapping)
+    if objects > stride:
+        raise ValueError(f"{objects} objects in a block of {stride} voxels")
+    flat = local.reshape(-1)
+    counts = np.bincount(flat if flat.dtype.itemsize < 8 else flat.astype(np.int64), minlength=objects + 1)
+    unique = local.astype(np.uint64)
     base = np.uint64(block_id) * np.uint64(stride)
-    return np.where(local != 0, local + base, np.uint64(0)), {int(k): int(v) for k, v in mapping.items()}
+    if base:
+        np.add(unique, base, out=unique, where=local != 0)
+    return unique, mapping, counts[1:].astype(np.int64)
 
 
 # -- planning a run ---------------------------------------------------------------------------
@@ -263,8 +321,11 @@ def postprocess_blocks(options) -> dict:
     roi = blockwise.region(source, options.roi)
     storage = options.storage()
     storage["chunk_shape"] = storage["chunk_shape"] or tuple(source.chunk_shape)
-    blocks = blockwise.layout(roi, source.voxel_size, options.block_shape,
-                              storage["shards"] or storage["chunk_shape"], context * source.voxel_size)
+    unit = storage["shards"] or storage["chunk_shape"]
+    block_shape = options.block_shape
+    if block_shape is None and len(unit) == ndim:
+        block_shape = default_block_shape(unit, roi.shape / source.voxel_size)
+    blocks = blockwise.layout(roi, source.voxel_size, block_shape, unit, context * source.voxel_size)
     if options.list_blocks:
         return blockwise.print_blocks(blocks)
     block_voxels = int(np.prod(blocks.block_shape / source.voxel_size))
@@ -275,7 +336,7 @@ def postprocess_blocks(options) -> dict:
         "method": chosen.method, "params": chosen.params, "offsets": chosen.offsets, "channels": chosen.channels,
         "instances": instances, "min_size": chosen.min_size, "roi": format_roi(roi),
         "block_shape": list(blocks.block_shape / source.voxel_size), "context": list(context),
-        "id_stride": block_voxels if instances else None, "join": join,
+        "id_stride": block_voxels if instances else None, "join": join, "block_records": instances,
     }}
     dtype, out_channels = _output_type(chosen, instances, channels)
     output = prepare_volume(options.output, roi, source.voxel_size, dtype, channels=out_channels, **storage)

