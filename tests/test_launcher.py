@@ -15,17 +15,6 @@ from alfine.synthetic import SyntheticParams, generate_block
 from alfine.volumes import open_volume, prepare_volume
 
 BIN = Path(sys.executable).parent
-BSUB = r'''#!/usr/bin/env python3
-"""A stand-in for LSF's bsub: records its arguments, drops its options and runs the job here, waiting (-K)."""
-import json, os, subprocess, sys
-args = sys.argv[1:]
-with open(os.environ["BSUB_RECORD"], "a") as f:
-    f.write(json.dumps(args) + "\n")
-with_value = {"-q", "-n", "-o", "-e", "-J", "-W", "-gpu", "-R", "-M", "-P"}
-while args and args[0].startswith("-"):
-    args = args[2:] if args[0] in with_value else args[1:]
-sys.exit(subprocess.run(args).returncode)
-'''
 
 
 @pytest.fixture
@@ -33,9 +22,7 @@ def cluster(tmp_path, monkeypatch):
     """A `bsub` on PATH, a labels volume and a task config, in a fresh working directory."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bin").mkdir()
-    bsub = tmp_path / "bin" / "bsub"
-    bsub.write_text(BSUB)
-    bsub.chmod(0o755)
+    (tmp_path / "bin" / "bsub").symlink_to(Path(__file__).resolve().parent / "bsub_standin.py")
     shape, voxel = (16, 32, 32), (8, 8, 8)
     labels = generate_block(shape, voxel, (0, 0, 0), (0, 0, 0), shape, SyntheticParams(seed=2))["labels"]
     roi = Roi((0, 0, 0), (128, 256, 256))

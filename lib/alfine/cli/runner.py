@@ -23,6 +23,7 @@ from argparse_dataclass import ArgumentParser
 from .flags import flag
 
 ENV_PREFIX = "ALFINE_"
+QUIET_LOGGERS = ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "aiohttp", "numcodecs")
 TORCH_ONLY = ("torch", "onnx", "onnxscript", "matplotlib")
 """Modules only the full installation has (requirements/torch.txt); missing ones get a clear message."""
 ENV_HELP = (
@@ -175,6 +176,8 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
         _record_invocation(options_cls, argv)
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr, force=True,
                             format=f"{prog}: %(message)s")
+        for chatty in QUIET_LOGGERS:  # their INFO lines (where credentials were found, ...) are not ours to show
+            logging.getLogger(chatty).setLevel(logging.DEBUG if debug else logging.WARNING)
         from .. import progress
 
         progress.set_enabled(not options.no_progress)

@@ -1,0 +1,68 @@
+"""No stale docs: every alfine command in the README's shell blocks names a real command and real flags.
+
+(The pipelines themselves run in tests: examples/local.sh is `make demo`, tests/test_examples.py
+runs examples/s3.sh and examples/lsf.sh.)
+"""
+
+import dataclasses
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = ["synthesize", "make-targets", "train", "validate", "evaluate", "export-model", "predict-block",
+            "postprocess-block", "relabel"]
+
+
+def shell_blocks(text: str) -> list[str]:
+    """The ```bash blocks of a markdown text, continuation lines joined."""
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    return [block.replace("\\\n", " ") for block in blocks]
+
+
+def invocations(script: str) -> list[tuple[str, list[str]]]:
+    """``(command, flags)`` of every ``alfine-X ...`` or ``alfine X ...`` in ``script``."""
+    found = []
+    script = re.sub(r"\$\{?ALFINE(_SLIM)?\}?", "alfine", script)  # the examples' ALFINE="alfine" settings
+    for line in script.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        line = line.split(" #")[0]
+        for piece in re.split(r"\||&&|;|\$\(|\)", line):
+            try:
+                words = shlex.split(piece)
+            except ValueError:
+                continue
+            for i, word in enumerate(words):
+                name = word.removeprefix("alfine-") if word.startswith("alfine-") else None
+                if word == "alfine" and i + 1 < len(words) and not words[i + 1].startswith("-"):
+                    name, i = words[i + 1], i + 1
+                if name and re.fullmatch(r"[a-z-]+", name) and not name.endswith(("slim", "logs", "blocks")):
+                    found.append((name, [w.split("=")[0] for w in words[i + 1:] if w.startswith("--")]))
+    return found
+
+
+def flags_of(command: str) -> set[str]:
+    module = importlib.import_module(f"alfine_tools.{command.replace('-', '_')}")
+    return {"--help"} | {"--" + f.name.replace("_", "-") for f in dataclasses.fields(module.Options)}
+
+
+@pytest.mark.parametrize("document", ["README.md", "examples/local.sh", "examples/s3.sh", "examples/lsf.sh"])
+def test_every_documented_command_and_flag_exists(document):
+    text = (ROOT / document).read_text()
+    scripts = shell_blocks(text) if document.endswith(".md") else [text.replace("\\\n", " ")]
+    seen = [call for script in scripts for call in invocations(script)]
+    assert seen, f"no alfine commands found in {document}"
+    for command, flags in seen:
+        assert command in COMMANDS, f"{document}: unknown command alfine-{command}"
+        unknown = sorted(set(flags) - flags_of(command))
+        assert not unknown, f"{document}: alfine-{command} has no flag(s) {', '.join(unknown)}"
+
+
+def test_the_check_finds_stale_flags():
+    calls = invocations("alfine-relabel --input a --outptu b | jq .\nX=$(alfine predict-block --model m --list-blocks)")
+    assert calls == [("relabel", ["--input", "--outptu"]), ("predict-block", ["--model", "--list-blocks"])]
+    assert "--outptu" not in flags_of("relabel")
