@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # The alfine pipeline on the embedded default: a synthetic volume, local files, no server.
 # Everything is written under $DEMO (default: demo/); re-running reuses what is there.
-# (Later steps arrive with their issues: export, prediction, blockwise post-processing and
-# relabelling.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=${DEMO:-demo}
@@ -32,21 +30,12 @@ alfine-make-targets --labels "$DEMO/data.zarr/labels" --task examples/configs/af
     --output "$DEMO/data.zarr/affinities" --weights "$DEMO/data.zarr/affinities_known" \
     --mask "$DEMO/data.zarr/mask" --workers 2 > "$DEMO/targets.json"
 
-echo "== 3. a trivial segmentation: connected components where all nearest-neighbour affinities are 1" >&2
-# (alfine-postprocess-block does this blockwise once issue #7 lands; here the library does it at once)
-python3 - "$DEMO" <<'PY' >&2
-import sys
-from alfine.postprocess import connected_components
-from alfine.volumes import open_volume, prepare_volume
-demo = sys.argv[1]
-affinities = open_volume(f"{demo}/data.zarr/affinities")
-inside = affinities.read()[:3].min(axis=0, keepdims=True)
-segmentation = connected_components(inside, threshold=0.5)
-out = prepare_volume(f"{demo}/segmentation.zarr/trivial", affinities.roi, affinities.voxel_size, "uint64",
-                     (64, 64, 64))
-out.write(affinities.roi, segmentation)
-print(f"wrote {demo}/segmentation.zarr/trivial: {int(segmentation.max())} objects")
-PY
+echo "== 3. a baseline: your own function (examples/segment_min_affinity.py) on the true affinities, blockwise" >&2
+alfine-postprocess-block --input "$DEMO/data.zarr/affinities" --method examples/segment_min_affinity.py:segment \
+    --params '{"threshold": 0.5}' --block-shape 64,64,64 --output "$DEMO/segmentation.zarr/trivial-fragments" \
+    --workers 2 > /dev/null
+alfine-relabel --input "$DEMO/segmentation.zarr/trivial-fragments" --output "$DEMO/segmentation.zarr/trivial" \
+    --workers 2 > /dev/null
 
 echo "== 4. evaluate it against the synthetic labels, inside the mask" >&2
 alfine-evaluate --truth "$DEMO/data.zarr/labels" --prediction "$DEMO/segmentation.zarr/trivial" \
@@ -121,4 +110,37 @@ for metric in ("voi", "adapted_rand_error", "match_f1"):
     b = v["best"][metric]
     params = ", ".join(f"{k}={x}" for k, x in b["params"].items())
     print(f"  {metric:<20} {b['value']:.4f} at iteration {b['iteration']}, {b['method']} ({params})")
+PY
+
+echo "== 7. export the best model by VOI to ONNX, with validation's best post-processing in model.json" >&2
+alfine-export-model --run "$DEMO/runs/demo-affinities" --iteration best --criterion voi \
+    --output "$DEMO/model.onnx" > "$DEMO/export.json"
+
+echo "== 8. predict the training volume blockwise with onnxruntime on 2 workers (seam-free)" >&2
+alfine-predict-block --model "$DEMO/model.onnx" --input "$DEMO/data.zarr/raw" \
+    --output "$DEMO/predictions.zarr/affinities" --workers 2 > "$DEMO/predict.json"
+
+echo "== 9. post-process blockwise with the chosen method and parameters, then relabel across blocks" >&2
+alfine-postprocess-block --input "$DEMO/predictions.zarr/affinities" --params-from "$DEMO/model.json" \
+    --output "$DEMO/segmentation.zarr/fragments" --workers 2 > "$DEMO/postprocess.json"
+alfine-relabel --input "$DEMO/segmentation.zarr/fragments" --output "$DEMO/segmentation.zarr/objects" \
+    --workers 2 > "$DEMO/relabel.json"
+
+echo "== 10. evaluate the final segmentation against the synthetic labels, inside the mask" >&2
+alfine-evaluate --truth "$DEMO/data.zarr/labels" --prediction "$DEMO/segmentation.zarr/objects" \
+    --mask "$DEMO/data.zarr/mask" > "$DEMO/final-evaluation.json"
+python3 - "$DEMO" <<'PY' >&2
+import json, sys
+demo = sys.argv[1]
+x, p, q, r = (json.load(open(f"{demo}/{n}.json")) for n in ("export", "predict", "postprocess", "relabel"))
+e = json.load(open(f"{demo}/final-evaluation.json"))
+post = ", ".join(f"{k}={v}" for k, v in q["params"].items())
+print(f"\nmodel: {demo}/model.onnx, iteration {x['iteration']} ({x['criterion']}); "
+      f"prediction: {p['blocks']} blocks of {p['block_shape']} voxels")
+print(f"post-processing: {q['method']} ({post}) in {q['blocks']} blocks; relabel: {r['objects']} objects")
+s = e["scores"]
+print(f"final segmentation {e['prediction']} against {e['truth']} ({s['voxels']:,} labelled voxels in the mask):")
+for key in ("voi_split", "voi_merge", "adapted_rand_error", "match_f1", "false_splits", "false_merges"):
+    arrow = "higher is better" if e["higher_is_better"][key] else "lower is better"
+    print(f"  {key:<20} {s[key]:.4f}  ({arrow})" if isinstance(s[key], float) else f"  {key:<20} {s[key]}  ({arrow})")
 PY
