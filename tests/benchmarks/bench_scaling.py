@@ -23,46 +23,50 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FACTORS = (1, 2, 4)
 
 
-def inference_child(edge: int) -> dict:
-    """Predict an edge^3 raw volume with a fresh exported model, in this process; seconds and peak RSS."""
+def inference_child(shape: tuple[int, ...]) -> dict:
+    """Predict a raw volume of ``shape`` with a fresh exported model, in this process; seconds and peak RSS."""
     sys.path.insert(0, HERE)
     from bench_inference import _predict, _raw, _run
 
     from alfine.inference.export import export_model
 
     with tempfile.TemporaryDirectory() as root:
-        raw = _raw(root, (edge,) * 3)
+        raw = _raw(root, shape)
         run = _run(root, raw, 84)
         export_model(run, 1, f"{root}/model.onnx")
         seconds, summary = _predict(f"{root}/model.onnx", raw, f"{root}/out.zarr/pred", 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"edge": edge, "voxels": edge**3, "seconds": round(seconds, 3), "blocks": summary["blocks"],
-            "ns_per_voxel": round(1e9 * seconds / edge**3, 1), "peak_rss_mb": round(peak, 1)}
+    voxels = int(shape[0] * shape[1] * shape[2])
+    return {"shape": list(shape), "voxels": voxels, "seconds": round(seconds, 3), "blocks": summary["blocks"],
+            "ns_per_voxel": round(1e9 * seconds / voxels, 1), "peak_rss_mb": round(peak, 1)}
 
 
-def inference(edge: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--inference-child", str(edge)], stdout=subprocess.PIPE,
-                          text=True, check=True)
+def inference(shape: tuple[int, ...]) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--inference-child", ",".join(map(str, shape))],
+                          stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(done.stdout)
 
 
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="grow the base volumes")
-    parser.add_argument("--inference-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--inference-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inference_child:
-        print(json.dumps(inference_child(args.inference_child)))
+        print(json.dumps(inference_child(tuple(int(v) for v in args.inference_child.split(",")))))
         return {}
     sys.path.insert(0, HERE)
     from bench_relabel import measure
 
-    relabel_side, inference_edge = 160 * args.scale ** (1 / 3), 88 * args.scale ** (1 / 3)
+    relabel_side = 160 * args.scale ** (1 / 3)
+    # whole 44^3 output blocks (the network's), so no size computes cut-off blocks the others do not
+    edge = 44 * max(1, round(2 * args.scale ** (1 / 3)))
+    inference_shapes = {1: (edge, edge, edge), 2: (edge, edge, 2 * edge), 4: (edge, 2 * edge, 2 * edge)}
     relabel, predicted = [], []
     for factor in FACTORS:
         began = time.perf_counter()
         relabel.append(measure(round(relabel_side * factor ** (1 / 3)), 2))
-        predicted.append(inference(round(inference_edge * factor ** (1 / 3))))
+        predicted.append(inference(inference_shapes[factor]))
         print(f"scaling x{factor}: {time.perf_counter() - began:.0f} s", file=sys.stderr)
     first, last = relabel[0], relabel[-1]
     rows = [
@@ -77,8 +81,8 @@ def main() -> dict:
          "reference": " / ".join(f"{r['end_to_end']['peak_rss_mb']:.0f}" for r in relabel) + " MB (one process)",
          "ratio": round(max(last["alfine"]["peak_rss_mb"], last["alfine"]["peak_rss_workers_mb"])
                         / max(first["alfine"]["peak_rss_mb"], first["alfine"]["peak_rss_workers_mb"]), 2)},
-        {"name": f"scaling: ONNX inference time per output voxel, {predicted[-1]['edge']}³ over "
-                 f"{predicted[0]['edge']}³",
+        {"name": f"scaling: ONNX inference time per output voxel, {'x'.join(map(str, predicted[-1]['shape']))} "
+                 f"over {'x'.join(map(str, predicted[0]['shape']))}",
          "alfine": " / ".join(f"{p['ns_per_voxel']:.0f}" for p in predicted) + " ns/voxel at 1x/2x/4x",
          "reference": f"the 1x run: {predicted[0]['ns_per_voxel']:.0f} ns/voxel",
          "ratio": round(predicted[-1]["ns_per_voxel"] / predicted[0]["ns_per_voxel"], 2)},

@@ -4,6 +4,8 @@ Each ``bench_*.py`` prints one JSON object on stdout with a ``rows`` list: ``{"n
 "reference", "ratio"}`` (alfine's figure, the reference's figure measured in the same run, and
 alfine / reference, so > 1 is better for throughputs and < 1 for times, as each row's name says).
 ``--readme`` also rewrites the README's table between ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
+Results are kept per benchmark in ``bench/<name>.json``; ``--only`` re-runs some and the report shows
+the latest of each (with its date).
 
 Run: ``.venv/bin/python tests/benchmarks/run_all.py [--scale S] [--only NAME ...] [--readme]``.
 """
@@ -86,7 +88,12 @@ def main() -> dict:
         print(f"== bench {name}", file=sys.stderr, flush=True)
         results.append(run(name, args.scale))
         (ROOT / "bench").mkdir(exist_ok=True)
-        (ROOT / "bench" / f"{name}.json").write_text(json.dumps(results[-1], indent=2) + "\n")
+    for result in results:
+        result["date"] = time.strftime("%Y-%m-%d %H:%M")
+        (ROOT / "bench" / f"{result['benchmark']}.json").write_text(json.dumps(result, indent=2) + "\n")
+    # the latest result of every benchmark: those run now, and earlier ones kept in bench/<name>.json
+    results = [json.loads((ROOT / "bench" / f"{name}.json").read_text()) for name in BENCHMARKS
+               if (ROOT / "bench" / f"{name}.json").exists()]
     report = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "scale": args.scale, "benchmarks": results}
     (ROOT / "bench" / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))
