@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from alfine.cli import UsageError, parse_options
+from alfine_tools.dispatch import COMMANDS
 
-COMMANDS = ["synthesize", "make-targets", "train", "validate", "evaluate", "export-model", "predict-block",
-            "postprocess-block", "relabel"]
 BIN = Path(sys.executable).parent
 DESIGN_FLAGS = {
     "predict-block": ["--model", "--input", "--output", "--roi", "--block-id", "--list-blocks", "--workers",

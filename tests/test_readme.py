@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from alfine_tools.dispatch import COMMANDS
+
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["synthesize", "make-targets", "train", "validate", "evaluate", "export-model", "predict-block",
-            "postprocess-block", "relabel"]
 
 
 def shell_blocks(text: str) -> list[str]:

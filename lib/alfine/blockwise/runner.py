@@ -134,11 +134,12 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
     import daisy
 
     total = len(layout)
-    function = _DaisyBlockFunction(layout, process, markers.url)
     if launcher:
         folder = launch.log_folder(name)
         log.info("starting %d worker(s) with %r; their logs: %s", workers, launcher, folder)
         function = launch.LaunchedWorker(launcher, launch.invocation(), folder)
+    else:
+        function = _DaisyBlockFunction(layout, process, markers.url)
     skip = np.zeros(layout.grid_shape, dtype=np.uint8)
     skip.reshape(-1)[sorted(done)] = 1
     task = daisy.Task(

@@ -60,7 +60,7 @@ def predicted_masks(task, method: str, params: dict, segmentation: np.ndarray, s
     of the thresholded channel)."""
     names = task.channel_names()
     shift = 1 if names and names[0] == "background" else 0
-    if METHODS[method].instances if method in METHODS else False:
+    if method in METHODS and METHODS[method].instances:
         class_id = task.class_ids[min(int(params.get("channel", 0)), len(task.class_ids) - 1)]
         return {class_id: segmentation > 0}
     if segmentation.ndim > spatial_dims:
@@ -115,6 +115,7 @@ def validate_iteration(run_dir: RunDirectory, run, iteration: int, device: str, 
     """Rows of scores of ``iteration`` on every validation dataset and every post-processing parameter set;
     writes the prediction and each method's best segmentation under ``RUN/validation/ITERATION.zarr``."""
     from ..inference import predict_volume, run_predictor_spec
+    from ..inference.layout import output_voxel_size
 
     spec = run_predictor_spec(run_dir.url, iteration, device)
     offsets = getattr(run.task, "neighborhood", None)
@@ -124,13 +125,14 @@ def validate_iteration(run_dir: RunDirectory, run, iteration: int, device: str, 
     for dataset in run.datasplit.validate:
         labels_volume = open_volume(dataset.labels)
         out = f"{run_dir.url}/{OUTPUTS}/{iteration}.zarr/{_folder(dataset.name)}"
+        predicted_voxel = output_voxel_size(run.architecture, open_volume(dataset.raw).voxel_size)
+        if tuple(predicted_voxel) != tuple(labels_volume.voxel_size):
+            raise UserError(f"{dataset.labels}: labels of voxel size {tuple(labels_volume.voxel_size)} cannot "
+                            f"score predictions of voxel size {tuple(predicted_voxel)}")
         region = labels_volume.roi.shape / labels_volume.voxel_size
         shape = covering_input_shape(run.architecture, region, run.task.num_channels)
-        predicted = predict_volume(spec, dataset.raw, dataset.normalisation, f"{out}/prediction",
-                                   roi=labels_volume.roi, input_shape=list(shape), workers=workers)
-        if tuple(predicted["voxel_size"]) != tuple(labels_volume.voxel_size):
-            raise UserError(f"{dataset.labels}: labels of voxel size {tuple(labels_volume.voxel_size)} cannot "
-                            f"score predictions of voxel size {tuple(predicted['voxel_size'])}")
+        predict_volume(spec, dataset.raw, dataset.normalisation, f"{out}/prediction", roi=labels_volume.roi,
+                       input_shape=list(shape), workers=workers)
         prediction = open_volume(f"{out}/prediction").read()
         labels = labels_volume.read()
         if dataset.class_of_label:
