@@ -5,6 +5,7 @@ import json
 import edt
 import numpy as np
 import pytest
+from test_postprocess import affinities_from
 from test_relabel import assert_consecutive, assert_same_partition, run, write
 
 from alfine.postprocess import mutex_watershed, watershed
@@ -20,17 +21,6 @@ def synthetic_labels(shape=(16, 64, 64), voxel=(8, 4, 4)):
     """Cells with organelles (objects that touch without a membrane between them)."""
     arrays = generate_block(shape, voxel, (0, 0, 0), (0, 0, 0), shape, SyntheticParams(seed=2, cell_size=120.0))
     return arrays["labels"]
-
-
-def affinities_from(labels, offsets):
-    """aff[c, v] = 1 where labels[v] == labels[v + offsets[c]] != 0, else 0."""
-    reach = int(np.abs(offsets).max())
-    padded = np.pad(labels, reach)
-    out = []
-    for offset in offsets:
-        shifted = padded[tuple(slice(reach + o, reach + o + n) for o, n in zip(offset, labels.shape, strict=True))]
-        out.append((labels == shifted) & (labels != 0))
-    return np.array(out, dtype=np.float32)
 
 
 def assert_not_split(result, expected, share=0.9):
