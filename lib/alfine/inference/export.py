@@ -20,9 +20,10 @@ import numpy as np
 
 from ..configs import to_dict
 from ..errors import UserError
+from ..files import write_whole
 from ..volumes import open_volume
 from .layout import output_voxel_size
-from .metadata import FORMAT, KEY, sidecar_url, write_file
+from .metadata import FORMAT, KEY, sidecar_url
 from .predict import run_predictor_spec
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,8 @@ def export_model(run_url: str, iteration: str | int, output: str, criterion: str
         raise UserError(f"onnxruntime and torch outputs differ by up to {difference:.3g}, more than --tolerance "
                         f"{tolerance:g}; nothing written to {output}")
     text = json.dumps(metadata, indent=2) + "\n"
-    write_file(output, data)
-    write_file(sidecar_url(output), text.encode())
+    write_whole(output, data)
+    write_whole(sidecar_url(output), text.encode())
     return {"output": output, "metadata": sidecar_url(output), "run": run_url, "iteration": number,
             "criterion": metadata["criterion"], "input_shape": metadata["input_shape"],
             "output_shape": metadata["output_shape"], "dynamic": bool(dynamic), "max_difference": difference,

@@ -18,7 +18,6 @@ exported and checked with); ``context`` is input voxels lost per side.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 
 from ..architectures import ArchitectureConfig
@@ -35,31 +34,6 @@ def sidecar_url(model_url: str) -> str:
     """Where ``model.json`` of the ONNX file ``model_url`` lives: the same folder."""
     folder, slash, _ = model_url.rstrip("/").rpartition("/")
     return f"{folder}{slash}model.json"
-
-
-def write_file(url: str, data: bytes) -> None:
-    """Write ``data`` to ``url`` whole or not at all: a temporary name moved into place locally,
-    one PUT on object stores."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    parent = path.rpartition("/")[0]
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    if "file" not in protocols and "local" not in protocols:
-        fs.pipe_file(path, data)
-        return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def read_file(url: str) -> bytes:

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..files import write_whole
+
 
 def records_url(volume_url: str, kind: str) -> str:
     """Where the records of kind ``kind`` of the volume ``volume_url`` live."""
@@ -32,7 +34,7 @@ def save_arrays(url: str, compress: bool = False, **arrays: np.ndarray) -> None:
     ``compress``: deflated (voxel layers of labels shrink many times)."""
     buffer = io.BytesIO()
     (np.savez_compressed if compress else np.savez)(buffer, **arrays)
-    _put(url, buffer.getvalue())
+    write_whole(url, buffer.getvalue())
 
 
 def load_arrays(url: str, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -45,7 +47,7 @@ def load_arrays(url: str, names: Iterable[str] | None = None) -> dict[str, np.nd
 
 def save_json(url: str, value) -> None:
     """Store ``value`` as JSON at ``url`` (written whole)."""
-    _put(url, (json.dumps(value, indent=2) + "\n").encode())
+    write_whole(url, (json.dumps(value, indent=2) + "\n").encode())
 
 
 def load_json(url: str):
@@ -67,17 +69,3 @@ def load_arrays_if_any(url: str, names: Iterable[str] | None = None) -> dict[str
 def exists(url: str) -> bool:
     fs, path = _fs(url)
     return fs.exists(path)
-
-
-def _put(url: str, data: bytes) -> None:
-    fs, path = _fs(url)
-    parent = path.rpartition("/")[0]
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    if "file" in protocols:
-        temporary = f"{path}.partial"
-        fs.pipe_file(temporary, data)
-        fs.mv(temporary, path)
-    else:  # object stores write an object whole
-        fs.pipe_file(path, data)

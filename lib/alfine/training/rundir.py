@@ -23,6 +23,7 @@ import time
 
 from ..configs import from_dict, to_dict
 from ..errors import UserError
+from ..files import write_whole
 from .config import RunConfig, same_run
 
 STALE_LOCK_SECONDS = 15 * 60
@@ -62,18 +63,8 @@ class RunDirectory:
         self.write_bytes(name, text.encode())
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        """Write a file whole or not at all (a temporary name moved into place locally; one PUT remotely)."""
-        path = self.file(name)
-        self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
-        if not self.local:
-            self.fs.pipe_file(path, data)
-            return
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        """Write a file whole or not at all (:func:`alfine.files.write_whole`)."""
+        write_whole(f"{self.url}/{name}", data)
 
     # -- lock --------------------------------------------------------------------------------
     def lock(self) -> None:
