@@ -165,3 +165,37 @@ def test_loader_workers_do_not_keep_the_run_locked(data, tmp_path):
     run = _run(data, iterations=2, checkpoint_interval=2, trainer={"num_workers": 2})
     train(run, str(tmp_path / "run"), device="cpu")
     assert train(run, str(tmp_path / "run"), device="cpu", iterations=4)["started_at"] == 2
+
+
+def test_crops_reach_past_the_volume_as_inference_pads_it(data):
+    """By default a training input may reach past the data by the network's context (8 voxels here): raw
+    there is what inference reads (zeros, normalised), labels there are unknown, and the output stays
+    on the labels; with border_padding 0 every input lies inside the data, as before."""
+    from alfine.datasplits import normalise
+
+    run = _run(data)
+    maker = SampleMaker(run)
+    context = np.asarray(run.architecture.context()) * 8
+    assert tuple(context) == (64, 64, 64)
+    padded_value = normalise(np.zeros(1, np.uint8), run.datasplit.train[0].normalisation)[0]
+    extent = np.asarray(SHAPE) * 8
+    begins, ends, padded = [], [], 0
+    for index in range(120):
+        sample = maker(index)
+        begin = sample["raw_begin"]
+        begins.append(begin)
+        ends.append(begin + 28 * 8)
+        output = sample["output_begin"]
+        assert np.all(output >= 0) and np.all(output + 12 * 8 <= extent)
+        outside = [max(0, -b // 8) for b in begin]
+        if outside[0]:
+            padded += 1
+            np.testing.assert_array_equal(sample["raw"][0, : outside[0]], padded_value)
+            assert np.any(sample["raw"][0, outside[0]:] != padded_value)
+    begins, ends = np.array(begins), np.array(ends)
+    assert padded > 0 and begins.min() >= -context.max() and (ends - extent).max() <= context.max()
+    assert begins.min() < 0 and (ends - extent).max() > 0
+    inside = SampleMaker(_run(data, trainer={"border_padding": 0}))
+    for index in range(60):
+        begin = inside(index)["raw_begin"]
+        assert np.all(begin >= 0) and np.all(begin + 28 * 8 <= extent)

@@ -80,6 +80,21 @@ def centre_crop(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return x[(slice(None), slice(None)) + tuple(slice(b, b + t) for b, t in zip(begins, shape, strict=True))]
 
 
+def initialise(module: nn.Module, activation: str) -> None:
+    """He (Kaiming-normal, fan-in) weights and zero biases for every convolution in ``module``.
+
+    PyTorch's default (uniform, gain 1/sqrt(3)) shrinks the signal at every layer, so a fresh deep
+    U-Net's output is nearly constant in space and the first hundreds of steps are spent leaving
+    that plateau; He initialisation keeps the activations' variance through the ReLU layers.
+    """
+    nonlinearity = "leaky_relu" if activation == "leaky_relu" else "relu"
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity=nonlinearity)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 class UNet(nn.Module):
     """``[B, fmaps_in, *input]`` -> logits ``[B, out_channels, *config.output_shape(input)]``."""
 
@@ -102,6 +117,7 @@ class UNet(nn.Module):
             for factor in config.upsample_factors or []))
         self.crop = config.output_crop()
         self.head = _conv(dims)(config.num_fmaps, out_channels, 1)
+        initialise(self, config.activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

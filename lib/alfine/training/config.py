@@ -62,10 +62,16 @@ class TrainerConfig:
     num_workers: int = 2
     seed: int = 0
     min_masked: float = 0.0
+    border_padding: Optional[int] = None
+    """Raw voxels per side by which a training input may reach past its dataset, read as zeros before
+    normalising exactly as inference pads; None: the network's context, so inputs pad as they do where
+    inference predicts a volume's faces while the output stays on the labels; 0: inputs lie inside."""
 
     def __post_init__(self):
         if self.batch_size < 1 or self.learning_rate <= 0 or self.warmup < 0 or self.num_workers < 0:
             raise ValueError("batch_size must be >= 1, learning_rate > 0, warmup and num_workers >= 0")
+        if self.border_padding is not None and self.border_padding < 0:
+            raise ValueError("border_padding is a number of raw voxels, at least 0 (or null: the network's context)")
         if not 0 <= self.min_masked <= 1:
             raise ValueError("min_masked is a fraction of the labelled crop, between 0 and 1")
 

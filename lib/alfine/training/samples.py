@@ -2,8 +2,11 @@
 
 Raw is cut at the network's input shape and labels at its output shape grown by the task's
 context, both centred on one world point; one augmentation moves raw, labels and mask together
-before targets are computed, so targets never see interpolated labels. A crop is chosen far
-enough inside its dataset that rotation and elastic deformation never pull in padding.
+before targets are computed, so targets never see interpolated labels. Crops may reach past their
+dataset by ``trainer.border_padding`` raw voxels (default: the network's context): raw there is read
+as zeros before normalising, exactly as inference pads a volume's faces, and labels there are
+unknown, so the loss ignores them. So the network learns the faces it will predict, not only the
+interior.
 Because every sample draws from its own random generator seeded by (run seed, sample index),
 batches do not depend on how many loader workers there are, or on where a run resumed.
 """
@@ -11,7 +14,7 @@ batches do not depend on how many loader workers there are, or on where a run re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -90,8 +93,17 @@ class SampleMaker:
         return sample_shapes(self.run, g.labels_voxel_size, g.raw_voxel_size)
 
     @cached_property
+    def border_padding(self) -> Coordinate:
+        """World units per side by which a crop may reach past its dataset's region (``trainer.border_padding``)."""
+        padding = self.run.trainer.border_padding
+        voxels = self.run.architecture.context() if padding is None else (padding,) * len(self.shapes.input_shape)
+        return Coordinate(voxels) * self.shapes.raw_voxel_size
+
+    @cached_property
     def _sampler(self) -> CropSampler:
-        datasets = [(d.weight, g, open_volume(d.mask) if d.mask else None)
+        padding = self.border_padding
+        datasets = [(d.weight, replace(g, region=g.region.grow(padding, padding)),
+                     open_volume(d.mask) if d.mask else None)
                     for d, g in zip(self.run.datasplit.train, self._datasets, strict=True)]
         return CropSampler(datasets, self.shapes.needed_extent(self.run.trainer.augment),
                            min_masked=self.run.trainer.min_masked, label_shape=self.shapes.output_shape)
