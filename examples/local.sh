@@ -107,7 +107,10 @@ run = v["run"]
 print(f"\nvalidation scores of every checkpoint: {run}/validation.jsonl, plotted in {run}/validation.png")
 print("best on the validation volume, per criterion (RUN/best.json; '--iteration best --criterion NAME'):")
 for metric in ("voi", "adapted_rand_error", "match_f1"):
-    b = v["best"][metric]
+    b = v["best"].get(metric)
+    if b is None:
+        print(f"  {metric:<20} none: {v['no_best'].get(metric, 'not scored')}")
+        continue
     params = ", ".join(f"{k}={x}" for k, x in b["params"].items())
     print(f"  {metric:<20} {b['value']:.4f} at iteration {b['iteration']}, {b['method']} ({params})")
 PY

@@ -69,3 +69,26 @@ def test_unclear_requests_are_one_line_errors(store, capsys, args, message):
     code, captured = _train(capsys, "--store", str(store), *args)
     assert code == 2 and message in captured.err and captured.out == ""
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_run_directory_alone_resumes_its_recorded_run(store, capsys, tmp_path):
+    run = tmp_path / "resumed"
+    parts = ["--store", str(store), "--datasplit", "synth", "--architecture", "tiny", "--task", "fg",
+             "--trainer", "quick", "--iterations", "1", "--run", str(run)]
+    assert _train(capsys, *parts)[0] == 0
+    code, captured = _train(capsys, "--run", str(run), "--iterations", "2")
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["started_at"] == 1 and summary["iterations"] == 2
+    assert (run / "checkpoints" / "2.pt").exists()
+
+
+def test_run_directory_alone_without_run_json_is_refused_and_nothing_is_created(store, capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for directory in (tmp_path / "missing", empty):
+        code, captured = _train(capsys, "--run", str(directory))
+        assert code == 2 and captured.out == ""
+        assert captured.err.strip().splitlines() == [captured.err.strip()]
+        assert "error: " in captured.err and f"{directory} has no run.json" in captured.err
+    assert not (tmp_path / "missing").exists() and list(empty.iterdir()) == []

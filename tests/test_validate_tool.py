@@ -1,4 +1,5 @@
-"""alfine-validate on runs with checkpoints: rows, re-validation, best.json, kept outputs, equal to alfine-evaluate."""
+"""alfine-validate on runs with checkpoints: rows, re-validation, best.json, kept outputs, equal to alfine-evaluate,
+the scored region, degenerate segmentations."""
 
 import json
 
@@ -6,29 +7,39 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from funlib.geometry import Roi
+from funlib.geometry import Coordinate, Roi
 
 from alfine.architectures import ArchitectureConfig
 from alfine.configs import from_dict
 from alfine.datasplits import Dataset, Datasplit
+from alfine.errors import UserError
+from alfine.geometry import format_roi
 from alfine.synthetic import SyntheticParams, generate_block
 from alfine.tasks import TaskConfig
 from alfine.training.config import RunConfig
 from alfine.training.rundir import RunDirectory
-from alfine.validation import read_best
+from alfine.validation import best_for, read_best
 from alfine.volumes import prepare_volume
 from alfine_tools.evaluate import main as evaluate_main
+from alfine_tools.export_model import main as export_main
 from alfine_tools.validate import main as validate_main
 
 VOXEL = (8, 8, 8)
 
 
-def write_dataset(tmp_path, name, shape, seed, offset=(0, 0, 0), mask=False) -> Dataset:
-    arrays = generate_block(shape, VOXEL, offset, (0, 0, 0), shape, SyntheticParams(seed=seed, cell_size=120.0))
+def write_dataset(tmp_path, name, shape, seed, offset=(0, 0, 0), mask=False, raw_margin=0) -> Dataset:
+    """A synthetic dataset whose labels and mask cover ``shape`` at ``offset``, and its raw ``raw_margin``
+    voxels more on every side."""
     roi = Roi(offset, tuple(s * v for s, v in zip(shape, VOXEL, strict=True)))
+    margin = tuple(raw_margin * v for v in VOXEL)
+    raw_roi = roi.grow(margin, margin)
+    raw_shape = tuple(s + 2 * raw_margin for s in shape)
+    arrays = generate_block(raw_shape, VOXEL, raw_roi.begin, (0, 0, 0), raw_shape,
+                            SyntheticParams(seed=seed, cell_size=120.0))
+    inner = tuple(slice(raw_margin, raw_margin + s) for s in shape)
     for key in ("raw", "labels", "mask"):
-        prepare_volume(f"{tmp_path}/{name}.zarr/{key}", roi, VOXEL, arrays[key].dtype, (8, 8, 8)).write(
-            roi, arrays[key])
+        data, region = (arrays[key], raw_roi) if key == "raw" else (arrays[key][inner], roi)
+        prepare_volume(f"{tmp_path}/{name}.zarr/{key}", region, VOXEL, data.dtype, (8, 8, 8)).write(region, data)
     return Dataset(raw=f"{tmp_path}/{name}.zarr/raw", labels=f"{tmp_path}/{name}.zarr/labels",
                    mask=f"{tmp_path}/{name}.zarr/mask" if mask else None)
 
@@ -109,7 +120,7 @@ def test_written_segmentation_scores_equal_alfine_evaluate(affinities_run, capsy
         [written] = [r for r in rows if r["method"] == method and r["dataset"] == "val/raw"
                      and r["params"] == params["params"]]
         assert evaluate_main(["--truth", f"{tmp_path}/val.zarr/labels", "--mask", f"{tmp_path}/val.zarr/mask",
-                              "--prediction", segmentation]) == 0
+                              "--prediction", segmentation, "--roi", written["scored_roi"]]) == 0
         scores = json.loads(capsys.readouterr().out)["scores"]
         for metric, value in written["scores"].items():
             assert scores[metric] == pytest.approx(value, rel=1e-9, abs=1e-12), metric
@@ -183,3 +194,62 @@ def test_validation_predicts_with_few_large_inputs_within_a_memory_budget():
     capped = covering_input_shape(architecture, (500, 500, 500), 3, memory_bytes=architecture.activation_bytes(
         (40, 40, 40), 3))
     assert architecture.activation_bytes(capped, 3) <= architecture.activation_bytes((40, 40, 40), 3)
+
+
+def rows_of(tmp_path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
+
+
+def test_the_border_predicted_from_padding_is_not_scored(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    context = 8  # the test network's context, voxels per side
+    shape = (20, 20, 20)
+    datasets = [write_dataset(tmp_path, "flush", shape, 2),  # raw == labels: a band of 8 voxels is left out
+                write_dataset(tmp_path, "wide", shape, 3, raw_margin=context),  # raw beyond by the context: none
+                write_dataset(tmp_path, "tiny", (5, 6, 7), 4)]  # nothing would be left: all of it, with a warning
+    run = make_run(tmp_path, AFFINITIES, datasets, iterations=(5,))
+    assert validate_main(["--no-progress", "--device", "cpu", "--run", run]) == 0
+    captured = capsys.readouterr()
+    whole = Roi((0, 0, 0), tuple(s * v for s, v in zip(shape, VOXEL, strict=True)))
+    inner = whole.grow(-Coordinate(VOXEL) * context, -Coordinate(VOXEL) * context)
+    tiny = Roi((0, 0, 0), (40, 48, 56))
+    regions = {"flush/raw": inner, "wide/raw": whole, "tiny/raw": tiny}
+    assert json.loads(captured.out)["scored_regions"] == {name: format_roi(roi) for name, roi in regions.items()}
+    assert "tiny/raw: the labels' region 0,0,0:40,48,56 leaves nothing to score" in captured.err
+    rows = rows_of(tmp_path)
+    assert {r["dataset"] for r in rows} == set(regions)
+    for r in rows:
+        roi = regions[r["dataset"]]
+        labels = zarr.open_array(f"{tmp_path}/{r['dataset'].split('/')[0]}.zarr/labels")[:]
+        scored = labels[tuple(slice(b // v, e // v) for b, e, v in zip(roi.begin, roi.end, VOXEL, strict=True))]
+        assert r["scored_roi"] == format_roi(roi)
+        assert r["scores"]["voxels"] == np.count_nonzero(scored), r["dataset"]
+        assert r["scores"]["truth_objects"] == len(np.unique(scored[scored != 0]))
+        assert isinstance(r["degenerate"], bool)
+    # the written segmentation of the best parameters scores the same with alfine-evaluate on the scored region
+    attrs = zarr.open_array(f"{tmp_path}/run/validation/5.zarr/flush_raw/agglomerate").attrs["alfine_validation"]
+    [written] = [r for r in rows if r["dataset"] == "flush/raw" and r["method"] == "agglomerate"
+                 and r["params"] == attrs["params"]]
+    assert attrs["scored_roi"] == format_roi(inner)
+    assert evaluate_main(["--truth", f"{tmp_path}/flush.zarr/labels", "--roi", format_roi(inner), "--prediction",
+                          f"{tmp_path}/run/validation/5.zarr/flush_raw/agglomerate"]) == 0
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    assert scores["voi"] == pytest.approx(written["scores"]["voi"], rel=1e-9, abs=1e-12)
+
+
+def test_when_every_segmentation_is_degenerate_nothing_is_best(affinities_run, capsys, monkeypatch):
+    run, tmp_path = affinities_run
+    monkeypatch.setattr("alfine.validation.run.is_degenerate", lambda scores: True)  # as if all collapsed
+    assert validate_main(["--no-progress", "--device", "cpu", "--run", run]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    rows = rows_of(tmp_path)
+    assert all(r["degenerate"] for r in rows) and summary["degenerate_rows"] == len(rows)
+    assert summary["best"] == {} and "every validated segmentation is degenerate" in summary["no_best"]["voi"]
+    assert "no best voi: every validated segmentation is degenerate" in captured.err
+    assert read_best(run)["metrics"]["voi"]["average"] is None
+    with pytest.raises(UserError, match="every validated segmentation is degenerate"):
+        best_for(run)
+    assert export_main(["--run", run, "--iteration", "best", "--output", str(tmp_path / "m.onnx")]) == 2
+    assert "no best iteration for criterion 'voi'" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

@@ -12,10 +12,12 @@ a shell loop over names; --repetition changes only the seed and the run name).
 
 The run directory (--run, any fsspec URL; default STORE/runs/<name>, else runs/<name>)
 receives run.json, checkpoints/, stats.jsonl, loss.png and snapshots.zarr. Re-running the same
-command resumes from the last checkpoint; a killed trainer loses only the iterations since then.
+command, or --run DIR alone, resumes from the last checkpoint; a killed trainer loses only the
+iterations since then.
 
 examples:
   alfine-train --run-config run.json --run runs/affs
+  alfine-train --run runs/affs --iterations 20000
   alfine-train --store configs --datasplit fib1 --architecture unet3 --task affs --trainer adam --repetition 2"""
 
 
@@ -29,7 +31,8 @@ class Options(Common):
     task: Optional[str] = flag(None, "a task stored in --store", metavar="NAME")
     trainer: Optional[str] = flag(None, "a trainer stored in --store", metavar="NAME")
     repetition: int = flag(0, "repetition of an assembled run (changes its seed and name)", metavar="K", parse=int)
-    run: Optional[str] = flag(None, "the run directory (resumed when it exists)", metavar="DIR")
+    run: Optional[str] = flag(None, "the run directory (resumed when it exists; alone: the run in its run.json)",
+                              metavar="DIR")
     iterations: Optional[int] = flag(None, "train up to this iteration (default: the run config's)", metavar="N",
                                      parse=int)
     device: str = flag("auto", "cpu, cuda, cuda:N, or auto (CUDA when present)", metavar="DEVICE")

@@ -118,7 +118,9 @@ class Contingency:
           match when IoU = n_ij / (n_i + n_j - n_ij) > 0.5 (strictly, so that every object has
           at most one match); precision = matches / prediction objects, recall = matches /
           truth objects.
-        - ``voxels``: the number of counted voxels.
+        - ``voxels``: the number of counted voxels; ``truth_objects``: the truth objects with counted voxels;
+          ``predicted_objects``: the prediction objects (id != 0) on counted voxels. These three are counts
+          (:data:`~alfine.evaluation.registry.COUNTS`), not metrics.
 
         Empty cases: with no counted voxels both VOI terms are 0. Precision (Rand pairs or
         matched objects) with nothing predicted is 1 when the truth is empty too and 0
@@ -157,6 +159,8 @@ class Contingency:
             "match_recall": match_recall,
             "match_f1": match_f1,
             "voxels": int(voxels),
+            "truth_objects": len(truth_sizes),
+            "predicted_objects": int(np.count_nonzero(prediction_ids)),
         }
 
 

@@ -40,7 +40,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "hausdorff95": False,
 }
 
-COUNTS = frozenset({"voxels"})
+COUNTS = frozenset({"voxels", "truth_objects", "predicted_objects"})
 """Keys of score dicts that are not metrics: no value of them is better than another."""
 
 Key = TypeVar("Key")

@@ -10,11 +10,12 @@ SHOWN = {"instance": ("voi", "adapted_rand_error", "match_f1"), "semantic": ("f1
 
 
 def best_per_iteration(rows: list[dict], dataset: str, metric: str) -> tuple[list[int], list[float]]:
-    """For ``dataset``, the best value of ``metric`` over the post-processing parameters, per iteration."""
+    """For ``dataset``, the best value of ``metric`` over the post-processing parameters, per iteration
+    (degenerate segmentations left out, as model selection leaves them out)."""
     values: dict[int, float] = {}
     higher = metric_direction(metric)
     for row in rows:
-        if row["dataset"] != dataset:
+        if row["dataset"] != dataset or row.get("degenerate"):
             continue
         value = flat_scores(row["scores"]).get(metric)
         if value is None or value != value:  # missing or NaN

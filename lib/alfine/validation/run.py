@@ -4,9 +4,14 @@ For an iteration, every validation dataset's labelled region is predicted by the
 inference that ``alfine-predict-block`` uses (seam-free, with the network's context; a region
 smaller than the network's input is predicted from one input padded with zeros), every
 parameter set of the task's post-processing grid is applied, and each result is scored against
-the labels inside the mask. The iteration's rows in ``validation.jsonl`` are replaced (never
-duplicated), ``best.json`` is recomputed, ``validation.png`` redrawn, and validation outputs are
-kept only for the best iterations and the latest::
+the labels inside the mask and inside the *scored region* (:func:`scored_region`): the labels'
+region less the border band where the network's context reached beyond the raw, so that it saw
+padding rather than data (as it does nowhere inside a volume it is applied to). Each row records its
+``"scored_roi"`` (world units, as ``--roi`` takes it) and whether its segmentation is
+``"degenerate"`` (:func:`~alfine.validation.selection.is_degenerate`; never selected). The
+iteration's rows in ``validation.jsonl`` are replaced (never duplicated), ``best.json`` is
+recomputed, ``validation.png`` redrawn, and validation outputs are kept only for the best
+iterations and the latest::
 
     RUN/validation/ITERATION.zarr/DATASET/prediction   the network's output on the labelled region
     RUN/validation/ITERATION.zarr/DATASET/METHOD       the segmentation of METHOD's best parameters
@@ -19,17 +24,26 @@ import logging
 import shutil
 
 import numpy as np
-from funlib.geometry import Coordinate
+from funlib.geometry import Coordinate, Roi
 
 from ..errors import UserError
 from ..evaluation import ConfusionCounts, better, evaluate_instances
+from ..geometry import format_roi, region_mask
 from ..postprocess import METHODS, grid
 from ..postprocess import run as run_method
 from ..training.rundir import RunDirectory
 from ..volumes import open_volume, prepare_volume
 from .plot import validation_png
 from .scores import ValidationLog, flat_scores
-from .selection import keep_iterations, main_metric, select_best, write_best
+from .selection import (
+    DEGENERATE,
+    degenerate_rows,
+    is_degenerate,
+    keep_iterations,
+    main_metric,
+    select_best,
+    write_best,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +114,49 @@ def covering_input_shape(architecture, region_voxels, out_channels: int,
     return tuple(shape)
 
 
+def scored_region(labels_roi: Roi, voxel_size, raw_roi: Roi, context) -> Roi | None:
+    """The part of ``labels_roi`` whose every voxel the network predicted from real raw across its whole
+    ``context`` (world units, per side and axis): ``labels_roi`` intersected with ``raw_roi`` shrunk by
+    ``context``, shrunk further to the labels' voxel grid. A face is therefore left as it is where the raw
+    extends at least ``context`` beyond it, shrunk by ``context`` where the raw ends with the labels, and by
+    the missing part where the raw extends less. None when nothing is left on some axis."""
+    begin, end = [], []
+    for axis in range(labels_roi.dims):
+        start, stop, step = labels_roi.begin[axis], labels_roi.end[axis], voxel_size[axis]
+        low = max(start, raw_roi.begin[axis] + context[axis])
+        high = min(stop, raw_roi.end[axis] - context[axis])
+        low = start + -(-(low - start) // step) * step  # inward, onto the labels' voxels
+        high = start + (high - start) // step * step
+        if high <= low:
+            return None
+        begin.append(low)
+        end.append(high)
+    return Roi(begin, [e - b for b, e in zip(begin, end, strict=True)])
+
+
+def scoring_mask(dataset_name: str, labels_volume, raw_roi: Roi, context, labels: np.ndarray,
+                 mask: np.ndarray | None, instances: bool) -> tuple[Roi, np.ndarray | None]:
+    """``(scored region, mask to score with)`` of a validation dataset: ``mask`` (may be None) restricted to
+    :func:`scored_region`. When that region is empty or holds no voxel the evaluation counts (labelled, for
+    instances, and inside ``mask``), the whole labels' region is scored instead, with a warning."""
+    roi = labels_volume.roi
+    region = scored_region(roi, labels_volume.voxel_size, raw_roi, context)
+    if region is not None and region != roi:
+        inside = region_mask(region, roi, labels_volume.voxel_size)
+        narrowed = inside if mask is None else inside & (mask != 0)
+        counted = narrowed & (labels != 0) if instances else narrowed
+        if counted.any():
+            log.info("%s: scoring %s, the labels' region %s less the border where the network's context "
+                     "(%s per side) reaches beyond the raw", dataset_name, format_roi(region), format_roi(roi),
+                     tuple(context))
+            return region, narrowed
+    if region is None or region != roi:
+        log.warning("%s: the labels' region %s leaves nothing to score once the border where the network's "
+                    "context (%s per side) reaches beyond the raw is excluded; scoring the whole region, whose "
+                    "border was predicted from padding", dataset_name, format_roi(roi), tuple(context))
+    return roi, mask
+
+
 def _channels(selection: slice) -> list[int] | None:
     """A post-processing channel slice as JSON (``[start, stop]``, or None for all channels)."""
     if selection == slice(None):
@@ -123,9 +180,9 @@ def validate_iteration(run_dir: RunDirectory, run, iteration: int, device: str, 
     _remove(run_dir, iteration)  # a checkpoint validated again is predicted again
     rows = []
     for dataset in run.datasplit.validate:
-        labels_volume = open_volume(dataset.labels)
+        labels_volume, raw_volume = open_volume(dataset.labels), open_volume(dataset.raw)
         out = f"{run_dir.url}/{OUTPUTS}/{iteration}.zarr/{_folder(dataset.name)}"
-        predicted_voxel = output_voxel_size(run.architecture, open_volume(dataset.raw).voxel_size)
+        predicted_voxel = output_voxel_size(run.architecture, raw_volume.voxel_size)
         if tuple(predicted_voxel) != tuple(labels_volume.voxel_size):
             raise UserError(f"{dataset.labels}: labels of voxel size {tuple(labels_volume.voxel_size)} cannot "
                             f"score predictions of voxel size {tuple(predicted_voxel)}")
@@ -140,19 +197,32 @@ def validate_iteration(run_dir: RunDirectory, run, iteration: int, device: str, 
 
             labels = classes_from_labels(labels, dataset.label_classes())
         mask = open_volume(dataset.mask).read(labels_volume.roi, fill_value=0) if dataset.mask else None
+        context = Coordinate(run.architecture.context()) * raw_volume.voxel_size
+        region, mask = scoring_mask(dataset.name, labels_volume, raw_volume.roi, context, labels, mask,
+                                    run.task.evaluation == "instance")
         for post in run.task.postprocessing():
-            best_value, best_segmentation, best_params = None, None, None
+            best = None  # (degenerate, value, segmentation, params): a degenerate one only when all are
             for params in grid(post.method, post.grid):
                 segmentation = run_method(post.method, prediction[post.channels], params, offsets=offsets)
                 scores = score(run.task, post.method, params, labels, mask, segmentation)
+                degenerate = is_degenerate(scores)
                 rows.append({"iteration": iteration, "dataset": dataset.name, "method": post.method,
-                             "params": params, "channels": _channels(post.channels), "scores": scores})
+                             "params": params, "channels": _channels(post.channels), "scores": scores,
+                             "scored_roi": format_roi(region), "degenerate": degenerate})
                 value = flat_scores(scores).get(main, float("nan"))
-                if best_segmentation is None or better(main, value, best_value):
-                    best_value, best_segmentation, best_params = value, segmentation, params
-            _write_segmentation(f"{out}/{post.method}", labels_volume, best_segmentation,
-                                {"method": post.method, "params": best_params, main: best_value})
+                if best is None or _preferred(main, (degenerate, value), best[:2]):
+                    best = (degenerate, value, segmentation, params)
+            _write_segmentation(f"{out}/{post.method}", labels_volume, best[2],
+                                {"method": post.method, "params": best[3], main: best[1], "degenerate": best[0],
+                                 "scored_roi": format_roi(region)})
     return rows
+
+
+def _preferred(metric: str, candidate: tuple[bool, float], incumbent: tuple[bool, float]) -> bool:
+    """Whether a ``(degenerate, value)`` segmentation beats another: not degenerate first, then ``metric``."""
+    if candidate[0] != incumbent[0]:
+        return not candidate[0]
+    return better(metric, candidate[1], incumbent[1])
 
 
 def _write_segmentation(url: str, labels, segmentation: np.ndarray, attrs: dict) -> None:
@@ -183,20 +253,28 @@ def validate(run_url: str, iteration: int | None = None, every: bool = False, de
         scores_log.replace(it, validate_iteration(run_dir, run, it, device, workers))
     rows = scores_log.rows()
     main = main_metric(run.task.evaluation)
-    summary = {"run": run_url, "validated": chosen, "main_metric": main}
+    summary = {"run": run_url, "validated": chosen, "main_metric": main,
+               "scored_regions": {row["dataset"]: row["scored_roi"] for row in rows if "scored_roi" in row}}
     if not rows:
         return summary | {"best": {}}
     best = select_best(rows)
-    write_best(run_dir, best, main)
+    degenerate = degenerate_rows(rows)
+    write_best(run_dir, best, main, degenerate)
     run_dir.write_bytes("validation.png", validation_png(rows, run.task.evaluation))
     _prune(run_dir, keep_iterations(best, max(scores_log.iterations())))
     averages = {metric: choice["average"] for metric, choice in best.items() if choice["average"] is not None}
+    no_best = {metric: choice["none_because"] for metric, choice in best.items() if choice["average"] is None}
+    if degenerate:
+        log.warning("%d of %d validation segmentations are degenerate (%s) and never chosen", degenerate,
+                    len(rows), DEGENERATE)
+    if main in no_best:  # said even when not reporting: nothing can be exported or applied as 'best'
+        log.warning("no best %s: %s", main, no_best[main])
     if report:
         _log_summary(averages, main)
     for entry in averages.values():
         entry.pop("scores")
-    return summary | {"best": averages, "best_json": f"{run_url}/best.json",
-                      "plot": f"{run_url}/validation.png"}
+    return summary | {"best": averages, "no_best": no_best, "degenerate_rows": degenerate,
+                      "best_json": f"{run_url}/best.json", "plot": f"{run_url}/validation.png"}
 
 
 def _log_summary(averages: dict[str, dict], main: str) -> None:

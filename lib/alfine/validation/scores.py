@@ -1,8 +1,11 @@
 """The validation scores of a run: ``RUN/validation.jsonl``, one row per (iteration, dataset, parameters).
 
-A row is ``{"iteration", "dataset", "method", "params", "channels", "scores"}``; ``scores`` are
-the evaluator's (instance metrics, or per-class semantic ones keyed by class id). Rows of an
-iteration are replaced as a whole when it is validated again, never appended twice.
+A row is ``{"iteration", "dataset", "method", "params", "channels", "scores", "scored_roi",
+"degenerate"}``; ``scores`` are the evaluator's (instance metrics and counts, or per-class semantic
+ones keyed by class id), ``scored_roi`` the region they cover (world units, ``BEGIN:END`` as
+``--roi`` takes it) and ``degenerate`` whether model selection leaves the row out (rows written
+before these two fields lack them). Rows of an iteration are replaced as a whole when it is
+validated again, never appended twice.
 """
 
 from __future__ import annotations

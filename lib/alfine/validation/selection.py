@@ -2,7 +2,7 @@
 
 ``RUN/best.json`` (written whole or not at all)::
 
-    {"main_metric": "voi",
+    {"main_metric": "voi", "degenerate_rows": 0,
      "metrics": {"voi": {"average": ENTRY, "datasets": {"val0": ENTRY, ...}}, ...}}
 
     ENTRY = {"iteration": 3000, "method": "mutex_watershed", "params": {"bias": -0.5},
@@ -12,6 +12,13 @@
 of the metric over the datasets (``scores`` then holds the means); each dataset's entry is the
 best on that dataset alone. Whether higher is better comes from
 :data:`~alfine.evaluation.HIGHER_IS_BETTER`; NaN never wins.
+
+A *degenerate* segmentation is never chosen: an instance segmentation with fewer than
+:data:`MIN_OBJECTS` objects on the scored truth where the truth has at least :data:`MANY_OBJECTS`
+(everything one object, or nothing at all; such a segmentation can still have the lowest VOI of a
+poorly trained network). Its row carries ``"degenerate": true``; a parameter set degenerate on any
+dataset has no average. When no candidate is left for a metric, its ``average`` is null and
+``"none_because"`` says why; ``"degenerate_rows"`` counts the rows left out.
 """
 
 from __future__ import annotations
@@ -26,11 +33,26 @@ from .scores import flat_scores
 
 FILE = "best.json"
 MAIN_METRIC = {"instance": "voi", "semantic": "f1"}
+MIN_OBJECTS = 2
+"""A segmentation with fewer objects than this on the scored truth is degenerate when the truth has many."""
+MANY_OBJECTS = 5
+"""How many truth objects make a one-object (or empty) segmentation degenerate rather than plausible."""
+DEGENERATE = f"fewer than {MIN_OBJECTS} objects where the truth has {MANY_OBJECTS} or more"
 
 
 def main_metric(evaluation: str) -> str:
     """The criterion 'best' means when none is named: VOI for instances, mean F1 over classes for semantics."""
     return MAIN_METRIC[evaluation]
+
+
+def is_degenerate(scores: dict) -> bool:
+    """Whether the instance ``scores`` (with the ``truth_objects`` and ``predicted_objects`` counts of
+    :func:`~alfine.evaluation.evaluate_instances`) are those of a degenerate segmentation (see the module).
+    Semantic scores, and scores without those counts, are never degenerate."""
+    truth, predicted = scores.get("truth_objects"), scores.get("predicted_objects")
+    if not isinstance(truth, int | float) or not isinstance(predicted, int | float):
+        return False
+    return truth >= MANY_OBJECTS and predicted < MIN_OBJECTS
 
 
 def _key(row: dict) -> str:
@@ -54,17 +76,21 @@ def _best_of(candidates: list[tuple[dict, dict[str, float]]], metric: str) -> di
 
 
 def select_best(rows: list[dict]) -> dict[str, dict]:
-    """For every metric in ``rows``: ``{"average": ENTRY | None, "datasets": {name: ENTRY}}`` (see module)."""
-    flat = [(row, flat_scores(row["scores"])) for row in rows]
+    """For every metric in ``rows``: ``{"average": ENTRY | None, "datasets": {name: ENTRY}}``, plus
+    ``"none_because"`` when ``average`` is None (see module). Rows marked ``"degenerate"`` are never chosen."""
+    all_flat = [(row, flat_scores(row["scores"])) for row in rows]
+    flat = [(row, scores) for row, scores in all_flat if not row.get("degenerate")]
     datasets = sorted({row["dataset"] for row in rows})
-    metrics = sorted({metric for _, scores in flat for metric in scores})
+    metrics = sorted({metric for _, scores in all_flat for metric in scores})
     groups: dict[str, list[tuple[dict, dict[str, float]]]] = {}
-    for row, scores in flat:
+    for row, scores in all_flat:
         groups.setdefault(_key(row), []).append((row, scores))
     averaged = []
     for members in groups.values():
         if sorted(row["dataset"] for row, _ in members) != datasets:
             continue  # scored on only some datasets: not comparable
+        if any(row.get("degenerate") for row, _ in members):
+            continue  # these parameters collapse on some dataset
         common = set.intersection(*(set(scores) for _, scores in members))
         means = {m: math.fsum(scores[m] for _, scores in members) / len(members) for m in sorted(common)}
         averaged.append((members[0][0], means))
@@ -73,12 +99,31 @@ def select_best(rows: list[dict]) -> dict[str, dict]:
         per_dataset = {name: _best_of([(r, s) for r, s in flat if r["dataset"] == name], metric) for name in datasets}
         best[metric] = {"average": _best_of(averaged, metric),
                         "datasets": {name: entry for name, entry in per_dataset.items() if entry is not None}}
+        if best[metric]["average"] is None:
+            best[metric]["none_because"] = _none_because(all_flat, metric)
     return best
 
 
-def write_best(run_dir: RunDirectory, best: dict[str, dict], main: str) -> None:
-    """Store ``best`` (from :func:`select_best`) as ``RUN/best.json``, atomically."""
-    run_dir.write_text(FILE, json.dumps({"main_metric": main, "metrics": best}, indent=1, sort_keys=True) + "\n")
+def _none_because(flat: list[tuple[dict, dict[str, float]]], metric: str) -> str:
+    """Why no parameter set is the best on average for ``metric``, for people."""
+    scored = [row for row, scores in flat if metric in scores and not math.isnan(scores[metric])]
+    if scored and all(row.get("degenerate") for row in scored):
+        return f"every validated segmentation is degenerate ({DEGENERATE})"
+    if any(row.get("degenerate") for row in scored):
+        return f"every parameter set is degenerate ({DEGENERATE}) or unscored on some validation dataset"
+    return "no parameter set has a score on every validation dataset"
+
+
+def degenerate_rows(rows: list[dict]) -> int:
+    """How many of ``rows`` are marked degenerate (left out of the selection)."""
+    return sum(1 for row in rows if row.get("degenerate"))
+
+
+def write_best(run_dir: RunDirectory, best: dict[str, dict], main: str, degenerate: int = 0) -> None:
+    """Store ``best`` (from :func:`select_best`) as ``RUN/best.json``, atomically, with how many rows were
+    ``degenerate`` (left out)."""
+    stored = {"main_metric": main, "metrics": best, "degenerate_rows": degenerate}
+    run_dir.write_text(FILE, json.dumps(stored, indent=1, sort_keys=True) + "\n")
 
 
 def read_best(run_url: str) -> dict:
@@ -95,10 +140,14 @@ def best_for(run_url: str, criterion: str | None = None) -> dict:
     metric); a :class:`UserError` naming the known criteria for an unknown one."""
     best = read_best(run_url)
     criterion = criterion or best["main_metric"]
-    if criterion not in best["metrics"] or best["metrics"][criterion]["average"] is None:
-        known = ", ".join(m for m, b in best["metrics"].items() if b["average"] is not None)
+    choice = best["metrics"].get(criterion)
+    if choice is not None and choice["average"] is None and choice.get("none_because"):
+        raise UserError(f"{run_url}/{FILE} has no best iteration for criterion {criterion!r}: "
+                        f"{choice['none_because']}; train longer or widen the post-processing grid")
+    if choice is None or choice["average"] is None:
+        known = ", ".join(m for m, b in best["metrics"].items() if b["average"] is not None) or "none"
         raise UserError(f"{run_url}/{FILE} has no best iteration for criterion {criterion!r}; known: {known}")
-    return best["metrics"][criterion]["average"]
+    return choice["average"]
 
 
 def keep_iterations(best: dict[str, dict], latest: int) -> set[int]:
