@@ -57,7 +57,8 @@ def make_run(root, architecture=None, iterations=(5, 10)) -> str:
 
 
 def whole_prediction(architecture, weights, raw_url, roi) -> np.ndarray:
-    """The torch model applied once to ``roi``'s raw grown by the context (0 outside, then normalised)."""
+    """The torch model applied once to ``roi``'s raw grown by the context (the whole volume mirrored
+    across its faces by ``np.pad``, then normalised)."""
     raw = open_volume(raw_url)
     context = Coordinate(architecture.context())
     factor = Coordinate(architecture.upsample_factor())
@@ -65,7 +66,11 @@ def whole_prediction(architecture, weights, raw_url, roi) -> np.ndarray:
     needed = roi.shape / raw.voxel_size + context * 2
     shape = [s + -(-(n - s) // t) * t for n, s, t in zip(needed, smallest, step, strict=True)]
     read = Roi(roi.begin - context * raw.voxel_size, Coordinate(shape) * raw.voxel_size)
-    x = torch.from_numpy(normalise(raw.read(read, fill_value=0), NORM))[None, None]
+    margin = max(shape) + max(roi.shape / raw.voxel_size)
+    mirrored = np.pad(raw.read(), margin, mode="reflect")
+    begin = (read.begin - raw.roi.begin) / raw.voxel_size + Coordinate((margin,) * len(shape))
+    x = torch.from_numpy(normalise(mirrored[tuple(slice(b, b + n) for b, n in zip(begin, shape, strict=True))],
+                                   NORM))[None, None]
     model = architecture.build(TASK.num_channels)
     model.load_state_dict(torch.load(weights, weights_only=True)["model"])
     with torch.no_grad():

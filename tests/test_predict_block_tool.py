@@ -253,9 +253,8 @@ def test_a_2d_model_predicts_a_3d_volume_slice_by_slice(tmp_path, capsys):
     model.load_state_dict(torch.load(weights, weights_only=True)["model"])
     volume = np.asarray(open_volume(raw).read())
     context = architecture.context()[0]
-    for z in range(5):  # every slice predicted whole: the 13×11 slice padded by the context with raw 0
-        padded = np.zeros((13 + 2 * context + 1, 11 + 2 * context + 1), np.uint8)  # a valid 2D input (30, 28)
-        padded[context:context + 13, context:context + 11] = volume[z]
+    for z in range(5):  # every slice predicted whole: the 13×11 slice mirrored across its edges by the context
+        padded = np.pad(volume[z], ((context, context + 1), (context, context + 1)), mode="reflect")  # (30, 28)
         x = torch.from_numpy(normalise(padded, NORM))[None, None]
         with torch.no_grad():
             expected = torch.sigmoid(model.eval()(x))[0].numpy()[:, :13, :11]

@@ -196,6 +196,21 @@ def test_read_fills_outside_only_when_asked(volume):
     assert (volume.read(far, fill_value=3) == 3).all()
 
 
+def test_mirrored_reads_equal_the_whole_volume_mirrored_by_numpy(volume, tmp_path):
+    vs = Coordinate(VOXEL_SIZE)
+    whole = np.pad(_data((10, 12, 14)), 30, mode="reflect")  # the reference: numpy mirrors the whole volume
+    for begin, shape in (((-3, -5, 2), (6, 9, 4)), ((7, 9, 11), (8, 8, 8)), ((-2, 0, 0), (10, 12, 14)),
+                         ((-25, -1, 13), (45, 3, 20)), ((2, 3, 4), (3, 3, 3))):
+        roi = Roi(volume.roi.begin + Coordinate(begin) * vs, Coordinate(shape) * vs)
+        where = tuple(slice(b + 30, b + 30 + n) for b, n in zip(begin, shape, strict=True))
+        np.testing.assert_array_equal(volume.read_mirrored(roi), whole[where], err_msg=str(begin))
+    affs = prepare_volume(f"{tmp_path}/p.zarr/affs", Roi((0, 0), (6, 5)), (1, 1), "float32", (3, 3), channels=(2,))
+    data = np.random.default_rng(1).random((2, 6, 5), dtype=np.float32)
+    affs.write(affs.roi, data)
+    np.testing.assert_array_equal(affs.read_mirrored(Roi((-2, 3), (9, 4))),
+                                  np.pad(data, ((0, 0), (2, 1), (0, 2)), mode="reflect")[:, :9, 3:7])
+
+
 def test_misaligned_regions_are_refused(volume):
     with pytest.raises(UserError, match="not aligned"):
         volume.read(Roi(Coordinate(OFFSET) + Coordinate(1, 0, 0), (8, 4, 2)))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-BENCHMARKS = ["training", "inference", "relabel", "scaling", "scheduling"]
+BENCHMARKS = ["learning", "training", "inference", "relabel", "scaling", "scheduling"]
 
 
 def machine() -> dict:

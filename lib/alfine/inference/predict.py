@@ -1,8 +1,8 @@
 """Blockwise prediction of a raw volume: seam-free, resumable, one model per worker process.
 
-Every block runs the network on its full input (raw grown by the network's context, 0
-outside the volume, then normalised) and writes the part of the output inside its write
-region, so the result equals predicting the whole region at once. The output is float32
+Every block runs the network on its full input (raw grown by the network's context, mirrored
+across the volume's faces where it reaches past them, then normalised) and writes the part of
+the output inside its write region, so the result equals predicting the whole region at once. The output is float32
 ``[channels, *spatial]`` on the output grid (raw voxel size / upsample factor), chunked by
 the block shape so no two blocks share a chunk; done markers beside it make a re-run skip
 finished blocks.
@@ -134,9 +134,9 @@ class PredictBlock:
         return self._opened[url, mode]
 
     def read_input(self, block) -> np.ndarray:
-        """The normalised network input of ``block``, ``[C_in, *input]`` (0 outside the volume before normalising)."""
+        """The normalised network input of ``block``, ``[C_in, *input]`` (mirrored outside the volume)."""
         raw = self._volume(self.raw, "r")
-        data = normalise(raw.read(full_read_roi(self.layout, block), fill_value=0), self.normalisation)
+        data = normalise(raw.read_mirrored(full_read_roi(self.layout, block)), self.normalisation)
         return data if raw.geometry.channel_dims else data[None]
 
     def prefetch(self, block) -> None:

@@ -63,9 +63,9 @@ class TrainerConfig:
     seed: int = 0
     min_masked: float = 0.0
     border_padding: Optional[int] = None
-    """Raw voxels per side by which a training input may reach past its dataset, read as zeros before
-    normalising exactly as inference pads; None: the network's context, so inputs pad as they do where
-    inference predicts a volume's faces while the output stays on the labels; 0: inputs lie inside."""
+    """Raw voxels per side by which a training crop may reach past its dataset, read mirrored across
+    its faces exactly as inference reads past a volume's faces; None: as far as lets the output crop reach the dataset's
+    faces, so the network learns to predict them as inference will; 0: crops lie inside the data."""
 
     def __post_init__(self):
         if self.batch_size < 1 or self.learning_rate <= 0 or self.warmup < 0 or self.num_workers < 0:

@@ -3,10 +3,10 @@
 Raw is cut at the network's input shape and labels at its output shape grown by the task's
 context, both centred on one world point; one augmentation moves raw, labels and mask together
 before targets are computed, so targets never see interpolated labels. Crops may reach past their
-dataset by ``trainer.border_padding`` raw voxels (default: the network's context): raw there is read
-as zeros before normalising, exactly as inference pads a volume's faces, and labels there are
-unknown, so the loss ignores them. So the network learns the faces it will predict, not only the
-interior.
+dataset by ``trainer.border_padding`` raw voxels (default: as far as lets the output reach the
+dataset's faces): raw there is the data mirrored across the faces, exactly as inference reads
+past a volume's faces, and labels there are unknown, so the loss ignores them. So the network learns the
+faces it will predict, not only the interior.
 Because every sample draws from its own random generator seeded by (run seed, sample index),
 batches do not depend on how many loader workers there are, or on where a run resumed.
 """
@@ -94,10 +94,20 @@ class SampleMaker:
 
     @cached_property
     def border_padding(self) -> Coordinate:
-        """World units per side by which a crop may reach past its dataset's region (``trainer.border_padding``)."""
+        """World units per side by which a crop's needed extent may reach past its dataset's region.
+
+        ``trainer.border_padding`` raw voxels; by default as far as lets the output crop reach the
+        region's faces: the raw input (grown by what augmentations read) then lies past them as far
+        as inference reads past a volume's faces, or further.
+        """
         padding = self.run.trainer.border_padding
-        voxels = self.run.architecture.context() if padding is None else (padding,) * len(self.shapes.input_shape)
-        return Coordinate(voxels) * self.shapes.raw_voxel_size
+        shapes = self.shapes
+        if padding is not None:
+            return Coordinate((padding,) * len(shapes.input_shape)) * shapes.raw_voxel_size
+        needed = np.asarray(shapes.needed_extent(self.run.trainer.augment))
+        output_half = np.asarray(shapes.output_shape) // 2 * np.asarray(shapes.label_voxel_size)
+        voxel = np.asarray(shapes.raw_voxel_size)
+        return Coordinate(np.maximum(needed // 2 - output_half, 0) // voxel * voxel)
 
     @cached_property
     def _sampler(self) -> CropSampler:
@@ -124,7 +134,7 @@ class SampleMaker:
 
         raw_source = augmentation.source_roi(raw_roi, shapes.raw_voxel_size)
         raw_volume = open_volume(dataset.raw)
-        raw = normalise(raw_volume.read(raw_source, fill_value=0), dataset.normalisation)
+        raw = normalise(raw_volume.read_mirrored(raw_source), dataset.normalisation)
         raw = augmentation.warp(raw, raw_source, raw_roi, shapes.raw_voxel_size, order=1)
         raw = augmentation.intensity(raw, rng).astype(np.float32)
         if raw.ndim == len(shapes.input_shape):

@@ -2,7 +2,7 @@
 
 For an iteration, every validation dataset's labelled region is predicted by the blockwise
 inference that ``alfine-predict-block`` uses (seam-free, with the network's context; a region
-smaller than the network's input is predicted from one input padded with zeros), every
+smaller than the network's input is predicted from one input, mirrored across its faces), every
 parameter set of the task's post-processing grid is applied, and each result is scored against
 the labels inside the mask and inside the *scored region* (:func:`scored_region`): the labels'
 region less the border band where the network's context reached beyond the raw, so that it saw

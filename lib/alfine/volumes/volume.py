@@ -125,6 +125,24 @@ class Volume:
             out[channels + target] = self._values(np.asarray(self._get(channels + self._voxel_slices(inside))))
         return out
 
+    def read_mirrored(self, roi: Roi) -> np.ndarray:
+        """The voxels of ``roi``, channels first; outside the volume, the volume mirrored across its
+        faces (``... 2 1 | 0 1 2 ... n-1 | n-2 ...``, repeated as far as needed), so that a network's
+        input at a face looks like data rather than like constant padding. Voxel ``i`` of any region
+        is the same wherever the region starts, so blocks equal the whole volume read at once.
+        """
+        check_aligned(roi, self.voxel_size, self.offset, self.url.url)
+        if roi.intersect(self.roi) == roi:
+            return self.read(roi)
+        first = (roi.begin - self.roi.begin) / self.voxel_size
+        sources = [_mirror(np.arange(f, f + n), size) for f, n, size in
+                   zip(first, roi.shape / self.voxel_size, self.roi.shape / self.voxel_size, strict=True)]
+        low = Coordinate(int(s.min()) for s in sources)
+        high = Coordinate(int(s.max()) + 1 for s in sources)
+        box = self.read(Roi(self.roi.begin + low * self.voxel_size, (high - low) * self.voxel_size))
+        channels = (slice(None),) * self.geometry.channel_dims
+        return box[channels + np.ix_(*(s - b for s, b in zip(sources, low, strict=True)))]
+
     def _values(self, stored: np.ndarray) -> np.ndarray:
         """Stored voxels as the values they mean (float32 with the scale undone, where quantised)."""
         if self.scale is None:
@@ -383,3 +401,12 @@ def prepare_volume(
     entry = md.ome_multiscale_entry(parsed.name, geometry, zarr_format)
     group.attrs.put(md.with_ome_entry(group.attrs.asdict(), entry, zarr_format))
     return Volume(parsed, array, geometry, writable=True, scale=scale)
+
+
+def _mirror(index: np.ndarray, size: int) -> np.ndarray:
+    """Voxel indices ``index`` of an axis of ``size`` voxels, mirrored into ``[0, size)`` across its ends."""
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    folded = np.mod(index, period)
+    return np.where(folded < size, folded, period - folded)

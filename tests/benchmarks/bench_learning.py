@@ -1,0 +1,127 @@
+"""Learning quality: held-out scores after a fixed training time, next to the ceiling measured in the same run.
+
+alfine: the demo's model (``examples/configs/demo-run.json``: architecture, task, trainer) trained on
+one synthetic volume for ``--seconds`` of wall time (2 cores: about twice that in CPU time), in rounds
+of resumed training; validation on a second volume (another seed) chooses the iteration and the
+post-processing; the model then predicts a third, held-out volume and that prediction is
+post-processed with validation's choice and scored inside its mask (VOI, adapted Rand error, F1 of
+matched objects). Reference (the ceiling): the same post-processing grid on the held-out volume's
+true affinities, its best setting per metric. Iterations per second are reported too.
+Run: ``.venv/bin/python tests/benchmarks/bench_learning.py [--scale S] [--seconds T]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from alfine.evaluation import better, evaluate_instances  # noqa: E402
+from alfine.inference import predict_volume, run_predictor_spec  # noqa: E402
+from alfine.postprocess import grid  # noqa: E402
+from alfine.postprocess import run as run_method  # noqa: E402
+from alfine.synthesis import synthesize  # noqa: E402
+from alfine.synthetic import SyntheticParams  # noqa: E402
+from alfine.tasks.targets.affinities import affinities  # noqa: E402
+from alfine.training.config import run_from_dict  # noqa: E402
+from alfine.training.rundir import RunDirectory  # noqa: E402
+from alfine.training.trainer import train  # noqa: E402
+from alfine.validation import best_for  # noqa: E402
+from alfine.validation.run import validate  # noqa: E402
+from alfine.volumes import open_volume  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+METRICS = ("voi", "adapted_rand_error", "match_f1")
+ROUND = 100  # iterations between checks of the time budget (and validations)
+
+
+def _volumes(root: str, shape: tuple[int, ...]) -> dict[str, str]:
+    """Train, validate and held-out synthetic volumes (seeds 1, 2, 3), as in the demo."""
+    containers = {}
+    for role, seed in (("train", 1), ("validate", 2), ("heldout", 3)):
+        containers[role] = f"{root}/{role}.zarr"
+        synthesize(containers[role], shape, (8, 8, 8), params=SyntheticParams(seed=seed))
+    return containers
+
+
+def _run(containers: dict[str, str]):
+    config = json.loads((ROOT / "examples" / "configs" / "demo-run.json").read_text())
+    def dataset(role):
+        return {"raw": f"{containers[role]}/raw", "labels": f"{containers[role]}/labels",
+                "mask": f"{containers[role]}/mask"}
+    config["datasplit"] = {"train": [dataset("train")], "validate": [dataset("validate")]}
+    config.update(checkpoint_interval=ROUND, validation_interval=0, snapshot_interval=0)
+    return run_from_dict(config, "demo-run.json")
+
+
+def _scores(labels, mask, segmentation) -> dict[str, float]:
+    return {m: v for m, v in evaluate_instances(labels, segmentation, mask).items() if m in METRICS}
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the training time")
+    parser.add_argument("--seconds", type=float, default=300.0, help="training wall time at scale 1")
+    args = parser.parse_args()
+    budget = args.seconds * args.scale
+    with tempfile.TemporaryDirectory() as root:
+        containers = _volumes(root, (96, 128, 128))
+        run = _run(containers)
+        url = f"{root}/run"
+        began, iterations = time.perf_counter(), 0
+        while time.perf_counter() - began < budget:
+            iterations += ROUND
+            train(run, url, device="cpu", iterations=iterations)
+        seconds = time.perf_counter() - began
+        steps = RunDirectory(url).read_stats()
+        per_second = len(steps) / sum(s["step_time"] for s in steps)
+        validate(url, every=True, device="cpu", report=False)
+        chosen = {m: best_for(url, m) for m in METRICS}
+
+        heldout = containers["heldout"]
+        labels, mask = open_volume(f"{heldout}/labels").read(), open_volume(f"{heldout}/mask").read()
+        offsets = run.task.neighborhood
+        alfine, predictions = {}, {}
+        for metric, entry in chosen.items():
+            if entry["iteration"] not in predictions:
+                out = f"{root}/heldout-{entry['iteration']}.zarr/affinities"
+                spec = run_predictor_spec(url, entry["iteration"], "cpu")
+                predict_volume(spec, f"{heldout}/raw", run.datasplit.train[0].normalisation, out, workers=1)
+                predictions[entry["iteration"]] = open_volume(out).read()
+            prediction = predictions[entry["iteration"]]
+            channels = slice(*entry["channels"]) if entry["channels"] else slice(None)
+            segmentation = run_method(entry["method"], prediction[channels], entry["params"], offsets=offsets)
+            alfine[metric] = _scores(labels, mask, segmentation)[metric]
+
+        true, _ = affinities(labels, offsets, False, None)
+        ceiling = {}
+        for post in run.task.postprocessing():
+            for params in grid(post.method, post.grid):
+                segmentation = run_method(post.method, true[post.channels].astype(np.float32), params,
+                                          offsets=offsets)
+                for metric, value in _scores(labels, mask, segmentation).items():
+                    if metric not in ceiling or better(metric, value, ceiling[metric]):
+                        ceiling[metric] = value
+
+    rows = [{"name": f"learning: held-out {name} after {seconds:.0f} s of training ({len(steps)} iterations, "
+                     f"{per_second:.2f} it/s), choices by validation",
+             "alfine": f"{alfine[metric]:.3f}", "reference": f"ceiling (true affinities): {ceiling[metric]:.3f}",
+             "ratio": round(alfine[metric] / ceiling[metric], 3) if metric == "match_f1" else "-"}
+            for metric, name in zip(METRICS, ("VOI", "adapted Rand error", "match F1"), strict=True)]
+    result = {"benchmark": "learning", "seconds": round(seconds, 1), "iterations": len(steps),
+              "iterations_per_second": round(per_second, 3), "heldout": alfine, "ceiling": ceiling,
+              "choices": {m: {k: chosen[m][k] for k in ("iteration", "method", "params")} for m in METRICS},
+              "rows": rows}
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
