@@ -43,6 +43,15 @@ class _DaisyBlockFunction:
         self._markers.mark(block.id)
 
 
+def check_request(layout: BlockLayout, block_id: int | None, workers: int) -> None:
+    """A :class:`UserError` for a ``block_id`` outside the layout or fewer than one worker: call it before
+    creating any output, so a refused request leaves nothing behind (:func:`run_blocks` checks again)."""
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    if block_id is not None:
+        layout.block(block_id)  # refuses an id out of range
+
+
 def run_blocks(
     name: str,
     layout: BlockLayout,
@@ -59,8 +68,7 @@ def run_blocks(
     :class:`~alfine.errors.BlocksFailed` when blocks still fail after ``max_retries``
     (finished blocks are kept, so the same command finishes the job).
     """
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
+    check_request(layout, block_id, workers)
     markers.start()
     if launch.serving(name):  # a worker a launcher started: serve the scheduler's blocks, then end
         served = launch.serve(_DaisyBlockFunction(layout, process, markers.url))

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from argparse_dataclass import ArgumentParser
 
+from .. import code_gate
 from .flags import flag
 
 ENV_PREFIX = "ALFINE_"
@@ -141,6 +142,14 @@ def build_parser(options_cls: type, prog: str, description: str) -> tuple[argpar
 
 def parse_options(options_cls: type, argv: Sequence[str] | None, prog: str, description: str) -> Any:
     """The options of one invocation, merged from defaults, environment, config file and argv."""
+    return _parse(options_cls, argv, prog, description)[0]
+
+
+def _parse(options_cls: type, argv: Sequence[str] | None, prog: str, description: str) -> tuple[Any, set[str]]:
+    """:func:`parse_options`, and the names of the flags given on the command line.
+
+    A flag declared ``command_line_only`` (``--allow-code``) set by the environment or ``--config``
+    is a :class:`UsageError`: a file must not give itself permissions."""
     parser, required = build_parser(options_cls, prog, description)
     namespace, extras = argparse.ArgumentParser.parse_known_args(parser, argv)
     if extras:
@@ -156,13 +165,24 @@ def parse_options(options_cls: type, argv: Sequence[str] | None, prog: str, desc
     config_path = given.get("config") or os.environ.get(ENV_PREFIX + "CONFIG")
     if config_path:
         values.update(_config_values(config_path, fields, hints))
+    for name, field in fields.items():
+        if field.metadata.get("command_line_only") and name in values and values[name] != field.default:
+            where = f"--config {config_path}" if config_path else _env_name(field)
+            raise UsageError(f"{_flag_name(field)} is set by {where}: it is taken from the command line only")
     values.update(given)
     missing = [n for n in fields if n in required and n not in values]
     if missing:
         names = ", ".join(_flag_name(fields[n]) for n in missing)
         env = _env_name(fields[missing[0]])
         raise UsageError(f"missing {names} (give it on the command line, in --config, or as {env})")
-    return options_cls(**values)
+    return options_cls(**values), set(given)
+
+
+def _allowed_code(options_cls: type, options: Any, given: set[str]) -> tuple[set[str], bool]:
+    """The code named on the command line (flags declared ``names_code``), and whether --allow-code was given."""
+    named = {getattr(options, f.name) for f in dataclasses.fields(options_cls)
+             if f.metadata.get("names_code") and f.name in given and isinstance(getattr(options, f.name), str)}
+    return named, bool(getattr(options, "allow_code", False))
 
 
 def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: Sequence[str] | None = None,
@@ -171,7 +191,7 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
     prog = prog or os.path.basename(sys.argv[0])
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        options = parse_options(options_cls, argv, prog, description)
+        options, given = _parse(options_cls, argv, prog, description)
         debug = options.debug
         _record_invocation(options_cls, argv)
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr, force=True,
@@ -182,7 +202,9 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
 
         progress.set_enabled(not options.no_progress)
         started = time.perf_counter()
-        summary = body(options)
+        named, allow_any = _allowed_code(options_cls, options, given)
+        with code_gate.restricted(named, allow_any):
+            summary = body(options)
         summary = {**summary, "seconds": round(time.perf_counter() - started, 3)}
         sys.stdout.write(json.dumps(summary, default=_json_default) + "\n")
         sys.stdout.flush()

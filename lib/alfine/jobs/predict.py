@@ -82,6 +82,7 @@ def predict_blocks(options) -> dict:
     from ..inference.resolve import resolve_model
 
     # Local workers share this machine's cores; a launched worker (another host or job) has its own.
+    blockwise.check_distinct(input=options.input, output=options.output)
     one_process = options.block_id is not None or options.list_blocks or options.workers <= 1 or options.launcher
     model = resolve_model(options.model, options.device, worker_threads(1 if one_process else options.workers))
     raw = open_volume(options.input)

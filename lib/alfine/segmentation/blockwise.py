@@ -328,6 +328,8 @@ def postprocess_blocks(options) -> dict:
     blocks = blockwise.layout(roi, source.voxel_size, block_shape, unit, context * source.voxel_size)
     if options.list_blocks:
         return blockwise.print_blocks(blocks)
+    blockwise.check_distinct(input=options.input, output=options.output)
+    blockwise.check_plan(blocks, options.output, unit, source.voxel_size, options.block_id, options.workers)
     block_voxels = int(np.prod(blocks.block_shape / source.voxel_size))
     if instances and len(blocks) * block_voxels >= 2**64:
         raise UserError(f"{len(blocks)} blocks of {block_voxels} voxels exceed the uint64 ids; use larger blocks")

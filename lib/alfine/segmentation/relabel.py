@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from ..blockwise import BlockLayout, DoneMarkers, check_chunk_aligned, markers_url_for, run_blocks
+from ..blockwise import BlockLayout, DoneMarkers, check_chunk_aligned, check_request, markers_url_for, run_blocks
 from ..errors import UserError
 from ..geometry import format_roi, parse_roi
 from . import faces, records
@@ -241,14 +241,20 @@ def relabel(options) -> dict:
 
         return print_blocks(layout)
     join = (info or {}).get("join") or {"rule": "adjacency", "connectivity": 4 if roi.dims == 2 else 6}
+    if options.min_size is not None and not options.min_size >= 0:
+        raise UserError(f"--min-size {options.min_size:g}: expected a number of voxels, 0 or more")
     min_size = options.min_size if options.min_size is not None else (info or {}).get("min_size") or 0
     work = work_url(options.output)
     in_place = _same(options.input, options.output)
+    check_request(layout, options.block_id, options.workers)
+    storage = options.storage()
+    storage["chunk_shape"] = storage["chunk_shape"] or tuple(block_shape)
     if in_place:
+        check_chunk_aligned(layout, source.chunk_shape * source.voxel_size, source.offset, options.output)
         output = open_volume(options.output, mode="r+")
     else:
-        storage = options.storage()
-        storage["chunk_shape"] = storage["chunk_shape"] or tuple(block_shape)
+        chunks = Coordinate(storage["shards"] or storage["chunk_shape"])
+        check_chunk_aligned(layout, chunks * source.voxel_size, roi.begin, options.output)
         output = prepare_volume(options.output, roi, source.voxel_size, np.uint64, **storage)
     check_chunk_aligned(layout, output.chunk_shape * output.voxel_size, output.offset, options.output)
     _claim(work, options.input, layout)
