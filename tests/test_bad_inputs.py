@@ -41,6 +41,11 @@ def root(tmp_path_factory):
     volume(f"{root}/d.zarr/raw64", rng.integers(0, 255, (10, 9, 7)).astype(np.uint64), (5, 5, 5), voxel=(2, 1, 1))
     volume(f"{root}/d.zarr/rawf", rng.random((10, 9, 7)).astype(np.float32), (5, 5, 5), voxel=(2, 1, 1))
     make_raw(f"{root}/d.zarr/raw", (10, 9, 7), offset=(0, 0, 0))
+    shutil.copytree(f"{root}/run", f"{root}/dtype")  # a model normalising raw by its dtype's range
+    config = json.loads((root / "dtype" / "run.json").read_text())
+    for dataset in config["datasplit"]["train"] + config["datasplit"]["validate"]:
+        dataset["normalisation"] = {"kind": "dtype"}
+    (root / "dtype" / "run.json").write_text(json.dumps(config))
     shutil.copytree(f"{root}/run", f"{root}/cut")
     with open(f"{root}/cut/checkpoints/10.pt", "r+b") as f:
         f.truncate(os.path.getsize(f"{root}/cut/checkpoints/10.pt") // 2)
@@ -97,12 +102,11 @@ CASES = {
     "truncated checkpoint, predict": ([*PREDICT[:2], "{root}/cut@10", *PREDICT[3:]], "checkpoint"),
     "4D truth": ([*EVALUATE[:2], "{root}/d.zarr/labels4d", *EVALUATE[3:]], "channel"),
     # 6. silently accepted before
-    "uint64 raw": ([*PREDICT[:4], "{root}/d.zarr/raw64", *PREDICT[5:]], "uint64"),
-    "float32 raw": ([*PREDICT[:4], "{root}/d.zarr/rawf", *PREDICT[5:]], "float32"),
+    "uint64 raw": ([*PREDICT[:2], "{root}/dtype@10", "--input", "{root}/d.zarr/raw64", *PREDICT[5:]], "uint64"),
+    "float32 raw": ([*PREDICT[:2], "{root}/dtype@10", "--input", "{root}/d.zarr/rawf", *PREDICT[5:]], "float32"),
     "--min-size negative": ([*RELABEL, "--min-size", "-5"], "--min-size"),
     "--memory 8XB": ([*PREDICT, "--memory", "8XB"], "--memory '8XB'"),
     "float truth": ([*EVALUATE[:2], "{root}/d.zarr/flabels", *EVALUATE[3:]], "integer labels"),
-    "float prediction": ([*EVALUATE[:4], "{root}/d.zarr/flabels"], "integer labels"),
     "float mask": ([*EVALUATE, "--mask", "{root}/d.zarr/flabels"], "--mask"),
 }
 

@@ -53,6 +53,21 @@ class DoneMarkers:
     def is_done(self, block_id: int) -> bool:
         return self.fs.exists(f"{self.path}/done/{block_id}")
 
+    def stop(self, message: str) -> None:
+        """Record that the job must stop with ``message`` (a block met bad input; workers check it)."""
+        self.fs.pipe_file(f"{self.path}/stop", message.encode())
+
+    def stopped(self) -> str | None:
+        """The message of :meth:`stop`, or None while the job may go on."""
+        try:
+            return self.fs.cat_file(f"{self.path}/stop").decode()
+        except FileNotFoundError:
+            return None
+
+    def clear_stop(self) -> None:
+        if self.fs.exists(f"{self.path}/stop"):
+            self.fs.rm_file(f"{self.path}/stop")
+
 
 def markers_url_for(output_url: str) -> str:
     """Where the markers of the output volume ``output_url`` live: ``CONTAINER/.alfine-blocks/ARRAY``."""

@@ -2,7 +2,11 @@
 
 The block function receives a :class:`~alfine.blockwise.layout.Block` and writes its
 output; it knows nothing about daisy, workers or markers. Finished blocks are recorded
-(:class:`~alfine.blockwise.markers.DoneMarkers`) and skipped by a re-run. Worker processes
+(:class:`~alfine.blockwise.markers.DoneMarkers`) and skipped by a re-run. A block that raises
+:class:`~alfine.errors.UserError` (bad input: the same in every block) stops the job at once with
+that error (exit 2): it is not retried, and workers leave the remaining blocks undone. Other
+errors are retried, then reported as :class:`~alfine.errors.BlocksFailed` (exit 3). Local workers'
+logs go to alfine's log folder (``$ALFINE_LOG_DIR`` or ``alfine-logs``), as launched workers' do. Worker processes
 stay alive for many blocks, so a function can cache expensive setup (a model) per process.
 """
 
@@ -37,9 +41,15 @@ class _DaisyBlockFunction:
 
     def __call__(self, daisy_block) -> None:
         block = self.layout.block(self.layout.block_id_of(daisy_block.write_roi))
-        self.process(block)
         if self._markers is None:
             self._markers = DoneMarkers(self.markers_url, self.layout)
+        if self._markers.stopped() is not None:
+            return  # a block met a deterministic error: the job stops; this block stays not done
+        try:
+            self.process(block)
+        except UserError as e:  # the same in every block: tell the scheduler's process, do not retry
+            self._markers.stop(f"block {block.id}: {e}")
+            return
         self._markers.mark(block.id)
 
 
@@ -114,6 +124,8 @@ def _run_here(name, layout, process, markers, done, max_retries) -> dict:
         for attempt in range(max_retries + 1):
             try:
                 process(block)
+            except UserError as e:  # bad input: the same in every block, so the job stops here
+                raise UserError(f"block {block_id}: {e}") from e
             except Exception as e:  # a block's failure must not stop the others
                 log.warning("block %d failed (attempt %d of %d): %s: %s", block_id, attempt + 1, max_retries + 1,
                             type(e).__name__, e)
@@ -142,11 +154,14 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
     import daisy
 
     total = len(layout)
+    folder = launch.log_folder(name)
+    markers.clear_stop()
     if launcher:
-        folder = launch.log_folder(name)
         log.info("starting %d worker(s) with %r; their logs: %s", workers, launcher, folder)
         function = launch.LaunchedWorker(launcher, launch.invocation(), folder)
     else:
+        log.debug("worker logs: %s", folder)
+        daisy.logging.set_log_basedir(folder)
         function = _DaisyBlockFunction(layout, process, markers.url)
     skip = np.zeros(layout.grid_shape, dtype=np.uint8)
     skip.reshape(-1)[sorted(done)] = 1
@@ -171,8 +186,15 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
                                      summary=False, return_states=True,
                                      host=None if launcher else "127.0.0.1")
     except RuntimeError as e:  # daisy gives up when workers keep dying
+        stopped = markers.stopped()
+        if stopped is not None:
+            raise UserError(stopped) from None
         raise BlocksFailed(f"{name}: workers kept failing ({_last_error(str(e))}); finished blocks are kept, "
                            "re-run to finish") from None
+    stopped = markers.stopped()
+    if stopped is not None:
+        markers.clear_stop()
+        raise UserError(stopped)
     state = states[name]
     failed = state.failed_count + state.orphaned_count
     if failed:

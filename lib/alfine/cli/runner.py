@@ -21,6 +21,7 @@ from typing import Any, Optional
 from argparse_dataclass import ArgumentParser
 
 from .. import code_gate
+from ..redaction import RedactingFilter, redact
 from .flags import flag
 
 ENV_PREFIX = "ALFINE_"
@@ -196,6 +197,8 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
         _record_invocation(options_cls, argv)
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr, force=True,
                             format=f"{prog}: %(message)s")
+        for handler in logging.getLogger().handlers:  # credentials never reach a log line
+            handler.addFilter(RedactingFilter())
         for chatty in QUIET_LOGGERS:  # their INFO lines (where credentials were found, ...) are not ours to show
             logging.getLogger(chatty).setLevel(logging.DEBUG if debug else logging.WARNING)
         from .. import progress
@@ -206,7 +209,7 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
         with code_gate.restricted(named, allow_any):
             summary = body(options)
         summary = {**summary, "seconds": round(time.perf_counter() - started, 3)}
-        sys.stdout.write(json.dumps(summary, default=_json_default) + "\n")
+        sys.stdout.write(redact(json.dumps(summary, default=_json_default)) + "\n")
         sys.stdout.flush()
         return 0
     except KeyboardInterrupt:
@@ -220,10 +223,10 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
         if debug:
             import traceback
 
-            traceback.print_exc()
+            print(redact(traceback.format_exc()), end="", file=sys.stderr)
         elif code == 1:
             message += " (run with --debug for the traceback)"
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {redact(message)}", file=sys.stderr)
         return code
 
 
