@@ -64,6 +64,23 @@ class DoneMarkers:
         except FileNotFoundError:
             return None
 
+    def fail(self, block_id: int, message: str) -> None:
+        """Record that block ``block_id`` failed after its retries, with ``message``."""
+        self.fs.makedirs(f"{self.path}/failed", exist_ok=True)
+        self.fs.pipe_file(f"{self.path}/failed/{block_id}", message.encode())
+
+    def failures(self) -> dict[int, str]:
+        """The blocks recorded by :meth:`fail` and their messages."""
+        folder = f"{self.path}/failed"
+        if not self.fs.exists(folder):
+            return {}
+        paths = [p for p in self.fs.ls(folder, detail=False) if p.rpartition("/")[2].isdigit()]
+        return {int(p.rpartition("/")[2]): self.fs.cat_file(p).decode() for p in paths}
+
+    def clear_failures(self) -> None:
+        if self.fs.exists(f"{self.path}/failed"):
+            self.fs.rm(f"{self.path}/failed", recursive=True)
+
     def clear_stop(self) -> None:
         if self.fs.exists(f"{self.path}/stop"):
             self.fs.rm_file(f"{self.path}/stop")

@@ -28,12 +28,19 @@ log = logging.getLogger(__name__)
 
 
 class _DaisyBlockFunction:
-    """The per-block function daisy calls (pickled to each worker): process, then mark done."""
+    """The per-block function daisy calls (pickled to each worker): process, then mark done.
 
-    def __init__(self, layout: BlockLayout, process: Callable[[Block], None], markers_url: str):
+    Failures are handled here, not by daisy (whose workers die on an exception and print its traceback):
+    a :class:`UserError` stops the job (:meth:`DoneMarkers.stop`); another error is retried
+    ``max_retries`` times in this worker, then recorded (:meth:`DoneMarkers.fail`) for the scheduler's
+    summary; the block stays not done either way, and the worker goes on."""
+
+    def __init__(self, layout: BlockLayout, process: Callable[[Block], None], markers_url: str,
+                 max_retries: int = 2):
         self.layout = layout
         self.process = process
         self.markers_url = markers_url
+        self.max_retries = max_retries
         self._markers: DoneMarkers | None = None  # opened once per worker, not pickled
 
     def __getstate__(self) -> dict:
@@ -45,12 +52,20 @@ class _DaisyBlockFunction:
             self._markers = DoneMarkers(self.markers_url, self.layout)
         if self._markers.stopped() is not None:
             return  # a block met a deterministic error: the job stops; this block stays not done
-        try:
-            self.process(block)
-        except UserError as e:  # the same in every block: tell the scheduler's process, do not retry
-            self._markers.stop(f"block {block.id}: {e}")
-            return
-        self._markers.mark(block.id)
+        for attempt in range(self.max_retries + 1):
+            try:
+                self.process(block)
+            except UserError as e:  # the same in every block: tell the scheduler's process, do not retry
+                self._markers.stop(f"block {block.id}: {e}")
+                return
+            except Exception as e:
+                log.warning("block %d failed (attempt %d of %d): %s: %s", block.id, attempt + 1,
+                            self.max_retries + 1, type(e).__name__, e, exc_info=True)
+                if attempt == self.max_retries:
+                    self._markers.fail(block.id, f"block {block.id}: {type(e).__name__}: {e}")
+            else:
+                self._markers.mark(block.id)
+                return
 
 
 def check_request(layout: BlockLayout, block_id: int | None, workers: int) -> None:
@@ -81,7 +96,7 @@ def run_blocks(
     check_request(layout, block_id, workers)
     markers.start()
     if launch.serving(name):  # a worker a launcher started: serve the scheduler's blocks, then end
-        served = launch.serve(_DaisyBlockFunction(layout, process, markers.url))
+        served = launch.serve(_DaisyBlockFunction(layout, process, markers.url, max_retries))
         log.info("worker processed %d block(s) of %s", served, name)
         raise SystemExit(0)
     if block_id is not None:
@@ -104,9 +119,10 @@ def run_blocks(
     return _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher)
 
 
-def _failed(name: str, failed: int, total: int, max_retries: int, error: str) -> BlocksFailed:
+def _failed(name: str, failed: int, total: int, max_retries: int, error: str, logs: str | None = None) -> BlocksFailed:
+    where = f"; tracebacks in the worker logs, {logs}" if logs else ""
     return BlocksFailed(f"{name}: {failed} of {total} blocks failed after {max_retries} retries (first error: "
-                        f"{error}); finished blocks are kept, re-run the same command to finish")
+                        f"{error}{where}); finished blocks are kept, re-run the same command to finish")
 
 
 def _run_here(name, layout, process, markers, done, max_retries) -> dict:
@@ -139,13 +155,16 @@ def _run_here(name, layout, process, markers, done, max_retries) -> dict:
     return {"blocks": len(layout), "processed": len(todo), "skipped": len(done)}
 
 
-def _last_error(text: str) -> str:
-    """The line of daisy's report that says what went wrong (a launched worker's names its log)."""
+def _last_error(text: str, folder: str) -> str:
+    """The line of daisy's report that says what went wrong (a launched worker's names its log); never empty."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
         if "its log:" in line:
             return line.removeprefix("RuntimeError: ")
-    return lines[0] if lines else "unknown error"
+    found = lines[0] if lines else ""
+    if not found or found.endswith("Last worker error:"):
+        found = f"{found} none reported; the worker logs are in {folder}".strip()
+    return found
 
 
 def _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher=None) -> dict:
@@ -156,13 +175,14 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
     total = len(layout)
     folder = launch.log_folder(name)
     markers.clear_stop()
+    markers.clear_failures()
     if launcher:
         log.info("starting %d worker(s) with %r; their logs: %s", workers, launcher, folder)
         function = launch.LaunchedWorker(launcher, launch.invocation(), folder)
     else:
         log.debug("worker logs: %s", folder)
         daisy.logging.set_log_basedir(folder)
-        function = _DaisyBlockFunction(layout, process, markers.url)
+        function = _DaisyBlockFunction(layout, process, markers.url, max_retries)
     skip = np.zeros(layout.grid_shape, dtype=np.uint8)
     skip.reshape(-1)[sorted(done)] = 1
     task = daisy.Task(
@@ -189,16 +209,19 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
         stopped = markers.stopped()
         if stopped is not None:
             raise UserError(stopped) from None
-        raise BlocksFailed(f"{name}: workers kept failing ({_last_error(str(e))}); finished blocks are kept, "
-                           "re-run to finish") from None
+        raise BlocksFailed(f"{name}: workers kept failing ({_last_error(str(e), folder)}); finished blocks are "
+                           "kept, re-run to finish") from None
     stopped = markers.stopped()
     if stopped is not None:
         markers.clear_stop()
         raise UserError(stopped)
+    failures = markers.failures()
     state = states[name]
-    failed = state.failed_count + state.orphaned_count
+    failed = len(failures) + state.failed_count + state.orphaned_count
     if failed:
-        error = str(state.first_worker_error or "unknown").strip().splitlines()[-1]
-        raise _failed(name, failed, total, max_retries, error)
+        lines = str(state.first_worker_error or "").strip().splitlines()
+        error = (failures[min(failures)] if failures else lines[-1] if lines
+                 else f"a worker died; its log is in {folder}")
+        raise _failed(name, failed, total, max_retries, error, folder)
     log.debug("daisy: completed %s, skipped %s", state.completed_count, state.skipped_count)
     return {"blocks": total, "processed": int(state.completed_count - state.skipped_count), "skipped": len(done)}
