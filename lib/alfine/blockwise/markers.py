@@ -7,7 +7,11 @@ blocks; a different layout is refused rather than mixed. Works on any fsspec URL
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+from collections.abc import Iterator
 
 from ..errors import UserError
 from .layout import BlockLayout
@@ -63,6 +67,32 @@ class DoneMarkers:
             return self.fs.cat_file(f"{self.path}/stop").decode()
         except FileNotFoundError:
             return None
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the output for one whole-volume run: a second one started while this one runs is refused (a
+        :class:`UserError`). Locally an OS lock on ``lock`` (released if the process dies); on object stores
+        there is no such lock and concurrent runs are not detected. ``--block-id`` runs take no lock: a job
+        array runs different blocks at once."""
+        if "file" not in self.fs.protocol and "local" not in self.fs.protocol:
+            yield
+            return
+        import fcntl
+
+        os.makedirs(self.path, exist_ok=True)
+        with open(f"{self.path}/lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise UserError(f"{self.url}: this output is being written by another run ({holder}); two runs "
+                                "into one output at once are refused: wait for it, or stop it first") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            yield
 
     def fail(self, block_id: int, message: str) -> None:
         """Record that block ``block_id`` failed after its retries, with ``message``."""

@@ -107,16 +107,17 @@ def run_blocks(
         process(block)
         markers.mark(block.id)
         return {"blocks": 1, "processed": 1, "skipped": 0}
-    done = markers.done_ids()
-    total = len(layout)
-    if len(done) >= total:
-        log.info("all %d blocks are already done", total)
-        return {"blocks": total, "processed": 0, "skipped": total}
-    if done:
-        log.info("resuming: %d of %d blocks are already done", len(done), total)
-    if workers == 1 and not launcher:
-        return _run_here(name, layout, process, markers, done, max_retries)
-    return _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher)
+    with markers.exclusive():
+        done = markers.done_ids()
+        total = len(layout)
+        if len(done) >= total:
+            log.info("all %d blocks are already done", total)
+            return {"blocks": total, "processed": 0, "skipped": total}
+        if done:
+            log.info("resuming: %d of %d blocks are already done", len(done), total)
+        if workers == 1 and not launcher:
+            return _run_here(name, layout, process, markers, done, max_retries)
+        return _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher)
 
 
 def _failed(name: str, failed: int, total: int, max_retries: int, error: str, logs: str | None = None) -> BlocksFailed:
