@@ -46,6 +46,8 @@ def root(tmp_path_factory):
     for dataset in config["datasplit"]["train"] + config["datasplit"]["validate"]:
         dataset["normalisation"] = {"kind": "dtype"}
     (root / "dtype" / "run.json").write_text(json.dumps(config))
+    shutil.copytree(f"{root}/run", f"{root}/wrapped")  # a run whose run.json names a module to import
+    (root / "wrapped" / "run.json").write_text(json.dumps({**config, "architecture": WRAPPED}))
     shutil.copytree(f"{root}/run", f"{root}/cut")
     with open(f"{root}/cut/checkpoints/10.pt", "r+b") as f:
         f.truncate(os.path.getsize(f"{root}/cut/checkpoints/10.pt") // 2)
@@ -80,6 +82,10 @@ CASES = {
     "--allow-code from --config": ([*CC, "--config", "{root}/allow.json"], "taken from the command line only"),
     "wrapped module in a run config": (["train", "--run-config", "{root}/wrapped.json", "--run", "{root}/out"],
                                        "is code named by a file"),
+    "wrapped module in run.json, predict": ([*PREDICT[:2], "{root}/wrapped@10", *PREDICT[3:]],
+                                            "is code named by a file"),
+    "wrapped module in run.json, export": (["export-model", "--run", "{root}/wrapped", "--iteration", "10",
+                                            "--output", "{root}/out/model.onnx"], "is code named by a file"),
     # 3. errors found before the first block
     "--device cuda without a GPU": ([*PREDICT, "--device", "cuda"], "no CUDA device"),
     "float labels to make-targets": ([*TARGETS[:2], "{root}/d.zarr/flabels", *TARGETS[3:]], "integer labels"),
@@ -156,3 +162,36 @@ def test_a_deterministic_error_in_a_block_stops_the_job_at_once(root, capsys, mo
         err = capsys.readouterr().err
         assert code == 2 and "returned" in err and "shape" in err, err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_failed_train_leaves_the_run_free_for_the_corrected_command(root, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    volume(f"{tmp_path}/t.zarr/raw", rng.integers(0, 255, (32, 32, 32)).astype(np.uint8), (16, 16, 16), voxel=(8,) * 3)
+    volume(f"{tmp_path}/t.zarr/labels", rng.integers(0, 3, (32, 32, 32)).astype(np.uint32), (16, 16, 16),
+           voxel=(8,) * 3)
+    config = json.loads((root / "run" / "run.json").read_text())
+    dataset = {"raw": f"{tmp_path}/t.zarr/none", "labels": f"{tmp_path}/t.zarr/labels"}
+    off = {k: 0 for k in ("mirror", "transpose", "rotate", "elastic", "intensity_scale", "intensity_shift", "gamma",
+                          "noise", "blur")}
+    config = {**config, "datasplit": {"train": [dataset]}, "trainer": {"num_workers": 0, "augment": off},
+              "architecture": {"kind": "unet", "input_shape": [28, 28, 28], "num_fmaps": 2,
+                               "downsample_factors": [[2, 2, 2]]}}
+    (tmp_path / "bad.json").write_text(json.dumps(config))
+    run = f"{tmp_path}/runs/r"
+    code = alfine(["train", "--run-config", "bad.json", "--run", run, "--device", "cpu", "--no-progress"])
+    assert code == 2 and not os.path.exists(run), capsys.readouterr().err
+    dataset["raw"] = f"{tmp_path}/t.zarr/raw"
+    (tmp_path / "fixed.json").write_text(json.dumps(config))
+    code = alfine(["train", "--run-config", "fixed.json", "--run", run, "--device", "cpu", "--iterations", "1",
+                   "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_resuming_from_a_truncated_checkpoint_is_one_clean_error(root, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(root / "cut", tmp_path / "cut")
+    code = alfine(["train", "--run-config", f"{tmp_path}/cut/run.json", "--run", f"{tmp_path}/cut", "--device", "cpu",
+                   "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "10.pt: not a readable checkpoint" in err and len(err.strip().splitlines()) == 1, err
