@@ -5,9 +5,11 @@ output; it knows nothing about daisy, workers or markers. Finished blocks are re
 (:class:`~alfine.blockwise.markers.DoneMarkers`) and skipped by a re-run. A block that raises
 :class:`~alfine.errors.UserError` (bad input: the same in every block) stops the job at once with
 that error (exit 2): it is not retried, and workers leave the remaining blocks undone. Other
-errors are retried, then reported as :class:`~alfine.errors.BlocksFailed` (exit 3). Local workers'
-logs go to alfine's log folder (``$ALFINE_LOG_DIR`` or ``alfine-logs``), as launched workers' do. Worker processes
-stay alive for many blocks, so a function can cache expensive setup (a model) per process.
+errors are retried, then reported as :class:`~alfine.errors.BlocksFailed` (exit 3). A whole-volume
+run holds its output (:meth:`DoneMarkers.exclusive`): a second one at once is refused. Local
+workers' logs go to alfine's log folder (``$ALFINE_LOG_DIR`` or ``alfine-logs``), as launched
+workers' do. Worker processes stay alive for many blocks, so a function can cache expensive setup
+(a model) per process.
 """
 
 from __future__ import annotations
