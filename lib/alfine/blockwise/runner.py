@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import math
+import traceback
 from collections.abc import Callable
 
 import numpy as np
 
 from .. import progress
 from ..errors import BlocksFailed, UserError
+from ..redaction import redact
 from . import launch
 from .layout import Block, BlockLayout
 from .markers import DoneMarkers
@@ -60,11 +62,11 @@ class _DaisyBlockFunction:
             except UserError as e:  # the same in every block: tell the scheduler's process, do not retry
                 self._markers.stop(f"block {block.id}: {e}")
                 return
-            except Exception as e:
-                log.warning("block %d failed (attempt %d of %d): %s: %s", block.id, attempt + 1,
-                            self.max_retries + 1, type(e).__name__, e, exc_info=True)
+            except Exception as e:  # the worker's log (a file) gets the traceback, credentials blanked
+                log.warning("block %d failed (attempt %d of %d): %s", block.id, attempt + 1, self.max_retries + 1,
+                            redact(traceback.format_exc()))
                 if attempt == self.max_retries:
-                    self._markers.fail(block.id, f"block {block.id}: {type(e).__name__}: {e}")
+                    self._markers.fail(block.id, redact(f"block {block.id}: {type(e).__name__}: {e}"))
             else:
                 self._markers.mark(block.id)
                 return
