@@ -20,6 +20,7 @@ example:
 
 @dataclasses.dataclass(kw_only=True)
 class Options(Common):
+    allow_code: bool = flags.allow_code()
     run: str = flag(help="the run directory", metavar="DIR")
     iteration: str = flag("best", "checkpoint iteration, or 'best' (by --criterion)", metavar="N|best")
     criterion: Optional[str] = flag(None, "validation metric that picks 'best' (default: the task's main one)",

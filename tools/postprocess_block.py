@@ -40,7 +40,8 @@ class Options(BlockwiseOptions, OutputOptions):
     input: str = flags.input_url("the predictions volume")
     output: str = flags.output_url("the per-block segmentation to write (uint64)")
     method: Optional[str] = flag(None, "post-processing method (default: the model's, with --params-from)",
-                                 metavar="METHOD")
+                                 metavar="METHOD", names_code=True)
+    allow_code: bool = flags.allow_code()
     params: Optional[dict] = flag(None, "the method's parameters as a JSON object", metavar="JSON",
                                   parse=flags.json_object)
     params_from: Optional[str] = flag(None, "model.json whose best method and parameters to use", metavar="FILE")

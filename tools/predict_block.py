@@ -27,6 +27,7 @@ class Options(BlockwiseOptions, OutputOptions):
     input: str = flags.input_url("the raw volume")
     output: str = flags.output_url("the predictions volume to write")
     device: str = flags.device()
+    allow_code: bool = flags.allow_code()
     memory: Optional[str] = flag(None, "memory budget that sizes blocks for dynamic models, e.g. 8GB", metavar="SIZE")
     output_dtype: str = flag("float32", "stored type of the predictions (uint8/uint16: quantised, bounded outputs)",
                              choices=["float32", "uint8", "uint16"])

@@ -17,7 +17,9 @@ reading each block grown by one voxel for other inputs; (2) numbering, in one pr
 (3) write. The blocks are those of alfine-postprocess-block. Records: OUTPUT_CONTAINER/.alfine-relabel/OUTPUT_PATH
 (mapping/N.npz: ids -> new_ids of block N; objects.npz: sizes[new_id - 1]; objects.json).
 With --block-id N: block N of step 1 until every block has done step 1, then block N of
-step 3 (so a job array run twice relabels). The output may be the input (in place).
+step 3 (so a job array run twice relabels). The output may be the input (in place): each block
+keeps its old ids (records: originals/N.npz) until its new ones are written, so a killed in-place
+run re-run with the same command is still correct.
 
 example:
   alfine-relabel --input seg.zarr/fragments --output seg.zarr/segmentation --min-size 100"""

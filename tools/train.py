@@ -3,7 +3,7 @@
 import dataclasses
 from typing import Optional
 
-from alfine.cli import Common, flag, run
+from alfine.cli import Common, flag, flags, run
 
 DESCRIPTION = """Train a model. A run = datasplit + architecture + task + trainer + iterations, given as one JSON
 file (--run-config), by name from a config store (--name --store), or assembled from named parts
@@ -31,6 +31,7 @@ class Options(Common):
     task: Optional[str] = flag(None, "a task stored in --store", metavar="NAME")
     trainer: Optional[str] = flag(None, "a trainer stored in --store", metavar="NAME")
     repetition: int = flag(0, "repetition of an assembled run (changes its seed and name)", metavar="K", parse=int)
+    allow_code: bool = flags.allow_code()
     run: Optional[str] = flag(None, "the run directory (resumed when it exists; alone: the run in its run.json)",
                               metavar="DIR")
     iterations: Optional[int] = flag(None, "train up to this iteration (default: the run config's)", metavar="N",

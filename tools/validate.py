@@ -15,6 +15,7 @@ example:
 
 @dataclasses.dataclass(kw_only=True)
 class Options(Common):
+    allow_code: bool = flags.allow_code()
     run: str = flag(help="the run directory", metavar="DIR")
     iteration: Optional[int] = flag(None, "validate this checkpoint iteration", metavar="N", parse=int)
     all: bool = flag(False, "validate every checkpoint not validated yet")

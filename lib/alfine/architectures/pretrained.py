@@ -35,8 +35,9 @@ def read_state_dict(source: str) -> dict[str, torch.Tensor]:
             raise UserError(f"{source}: refused: it holds a {found.group(1)} object; weights are only loaded as "
                             "tensors (torch.load with weights_only=True) so that no code from a file runs") from None
         raise UserError(f"{source}: not a PyTorch weights file ({str(e).splitlines()[0]})") from None
-    except (EOFError, RuntimeError) as e:
-        raise UserError(f"{source}: not a PyTorch weights file ({e or 'empty'})") from None
+    except Exception as e:  # truncated or damaged (EOFError, RuntimeError, ValueError: negative seek value, ...)
+        raise UserError(f"{source}: not a readable PyTorch weights file or checkpoint ({len(data)} bytes; truncated "
+                        f"or damaged?): {type(e).__name__}: {e or 'empty'}") from None
     if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping):
         loaded = loaded["model"]
     if not isinstance(loaded, Mapping) or not all(

@@ -10,7 +10,8 @@ run (zeros through a freshly built module under ``torch.no_grad()``, cached) and
 Output channels: with ``out_channels_arg`` the module is built with that keyword set to
 the task's number of channels and must output raw logits; without it a 1x1 convolution
 head is appended mapping the module's output channels (found by the dry run) to them.
-The class is imported with :mod:`importlib`; nothing is ever evaluated.
+The class is imported with :mod:`importlib`; nothing is ever evaluated. A command imports it only
+with ``--allow-code`` (:mod:`alfine.code_gate`): a config that names code is refused otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple
 
+from .. import code_gate
 from ..errors import UserError
 from .base import BYTES_PER_VALUE, ArchitectureConfig
 
@@ -52,6 +54,9 @@ class WrappedConfig(ArchitectureConfig):
             value = getattr(self, name)
             if value is not None and (len(value) != dims or any(v < 0 for v in value)):
                 raise ValueError(f"{name} must have {dims} non-negative entries, one per axis of input_shape")
+        refused = code_gate.refusal(self.module, "wrapped architecture module")
+        if refused:
+            raise ValueError(refused)
         if self.fmaps_in < 1:
             raise ValueError(f"fmaps_in must be at least 1, got {self.fmaps_in}")
         if any(s <= 2 * c for s, c in zip(self.input_shape, self.context(), strict=True)):
@@ -145,6 +150,7 @@ def load_module_class(name: str) -> type:
     """The ``torch.nn.Module`` subclass named ``"package.module:Class"``; a :class:`UserError` if there is none."""
     import torch
 
+    code_gate.check(name, "wrapped architecture module")
     module_name, _, class_name = name.partition(":")
     try:
         module = importlib.import_module(module_name)

@@ -2,6 +2,7 @@
 
 from .layout import Block, BlockLayout, check_chunk_aligned
 from .markers import DoneMarkers, markers_url_for
-from .runner import run_blocks
+from .runner import check_request, run_blocks
 
-__all__ = ["Block", "BlockLayout", "DoneMarkers", "check_chunk_aligned", "markers_url_for", "run_blocks"]
+__all__ = ["Block", "BlockLayout", "DoneMarkers", "check_chunk_aligned", "check_request", "markers_url_for",
+           "run_blocks"]

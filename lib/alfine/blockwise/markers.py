@@ -7,7 +7,11 @@ blocks; a different layout is refused rather than mixed. Works on any fsspec URL
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+from collections.abc import Iterator
 
 from ..errors import UserError
 from .layout import BlockLayout
@@ -52,6 +56,64 @@ class DoneMarkers:
 
     def is_done(self, block_id: int) -> bool:
         return self.fs.exists(f"{self.path}/done/{block_id}")
+
+    def stop(self, message: str) -> None:
+        """Record that the job must stop with ``message`` (a block met bad input; workers check it)."""
+        self.fs.pipe_file(f"{self.path}/stop", message.encode())
+
+    def stopped(self) -> str | None:
+        """The message of :meth:`stop`, or None while the job may go on."""
+        try:
+            return self.fs.cat_file(f"{self.path}/stop").decode()
+        except FileNotFoundError:
+            return None
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the output for one whole-volume run: a second one started while this one runs is refused (a
+        :class:`UserError`). Locally an OS lock on ``lock`` (released if the process dies); on object stores
+        there is no such lock and concurrent runs are not detected. ``--block-id`` runs take no lock: a job
+        array runs different blocks at once."""
+        if "file" not in self.fs.protocol and "local" not in self.fs.protocol:
+            yield
+            return
+        import fcntl
+
+        os.makedirs(self.path, exist_ok=True)
+        with open(f"{self.path}/lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise UserError(f"{self.url}: this output is being written by another run ({holder}); two runs "
+                                "into one output at once are refused: wait for it, or stop it first") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            yield
+
+    def fail(self, block_id: int, message: str) -> None:
+        """Record that block ``block_id`` failed after its retries, with ``message``."""
+        self.fs.makedirs(f"{self.path}/failed", exist_ok=True)
+        self.fs.pipe_file(f"{self.path}/failed/{block_id}", message.encode())
+
+    def failures(self) -> dict[int, str]:
+        """The blocks recorded by :meth:`fail` and their messages."""
+        folder = f"{self.path}/failed"
+        if not self.fs.exists(folder):
+            return {}
+        paths = [p for p in self.fs.ls(folder, detail=False) if p.rpartition("/")[2].isdigit()]
+        return {int(p.rpartition("/")[2]): self.fs.cat_file(p).decode() for p in paths}
+
+    def clear_failures(self) -> None:
+        if self.fs.exists(f"{self.path}/failed"):
+            self.fs.rm(f"{self.path}/failed", recursive=True)
+
+    def clear_stop(self) -> None:
+        if self.fs.exists(f"{self.path}/stop"):
+            self.fs.rm_file(f"{self.path}/stop")
 
 
 def markers_url_for(output_url: str) -> str:

@@ -2,20 +2,28 @@
 
 The block function receives a :class:`~alfine.blockwise.layout.Block` and writes its
 output; it knows nothing about daisy, workers or markers. Finished blocks are recorded
-(:class:`~alfine.blockwise.markers.DoneMarkers`) and skipped by a re-run. Worker processes
-stay alive for many blocks, so a function can cache expensive setup (a model) per process.
+(:class:`~alfine.blockwise.markers.DoneMarkers`) and skipped by a re-run. A block that raises
+:class:`~alfine.errors.UserError` (bad input: the same in every block) stops the job at once with
+that error (exit 2): it is not retried, and workers leave the remaining blocks undone. Other
+errors are retried, then reported as :class:`~alfine.errors.BlocksFailed` (exit 3). A whole-volume
+run holds its output (:meth:`DoneMarkers.exclusive`): a second one at once is refused. Local
+workers' logs go to alfine's log folder (``$ALFINE_LOG_DIR`` or ``alfine-logs``), as launched
+workers' do. Worker processes stay alive for many blocks, so a function can cache expensive setup
+(a model) per process.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import traceback
 from collections.abc import Callable
 
 import numpy as np
 
 from .. import progress
 from ..errors import BlocksFailed, UserError
+from ..redaction import redact
 from . import launch
 from .layout import Block, BlockLayout
 from .markers import DoneMarkers
@@ -24,12 +32,19 @@ log = logging.getLogger(__name__)
 
 
 class _DaisyBlockFunction:
-    """The per-block function daisy calls (pickled to each worker): process, then mark done."""
+    """The per-block function daisy calls (pickled to each worker): process, then mark done.
 
-    def __init__(self, layout: BlockLayout, process: Callable[[Block], None], markers_url: str):
+    Failures are handled here, not by daisy (whose workers die on an exception and print its traceback):
+    a :class:`UserError` stops the job (:meth:`DoneMarkers.stop`); another error is retried
+    ``max_retries`` times in this worker, then recorded (:meth:`DoneMarkers.fail`) for the scheduler's
+    summary; the block stays not done either way, and the worker goes on."""
+
+    def __init__(self, layout: BlockLayout, process: Callable[[Block], None], markers_url: str,
+                 max_retries: int = 2):
         self.layout = layout
         self.process = process
         self.markers_url = markers_url
+        self.max_retries = max_retries
         self._markers: DoneMarkers | None = None  # opened once per worker, not pickled
 
     def __getstate__(self) -> dict:
@@ -37,10 +52,33 @@ class _DaisyBlockFunction:
 
     def __call__(self, daisy_block) -> None:
         block = self.layout.block(self.layout.block_id_of(daisy_block.write_roi))
-        self.process(block)
         if self._markers is None:
             self._markers = DoneMarkers(self.markers_url, self.layout)
-        self._markers.mark(block.id)
+        if self._markers.stopped() is not None:
+            return  # a block met a deterministic error: the job stops; this block stays not done
+        for attempt in range(self.max_retries + 1):
+            try:
+                self.process(block)
+            except UserError as e:  # the same in every block: tell the scheduler's process, do not retry
+                self._markers.stop(f"block {block.id}: {e}")
+                return
+            except Exception as e:  # the worker's log (a file) gets the traceback, credentials blanked
+                log.warning("block %d failed (attempt %d of %d): %s", block.id, attempt + 1, self.max_retries + 1,
+                            redact(traceback.format_exc()))
+                if attempt == self.max_retries:
+                    self._markers.fail(block.id, redact(f"block {block.id}: {type(e).__name__}: {e}"))
+            else:
+                self._markers.mark(block.id)
+                return
+
+
+def check_request(layout: BlockLayout, block_id: int | None, workers: int) -> None:
+    """A :class:`UserError` for a ``block_id`` outside the layout or fewer than one worker: call it before
+    creating any output, so a refused request leaves nothing behind (:func:`run_blocks` checks again)."""
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    if block_id is not None:
+        layout.block(block_id)  # refuses an id out of range
 
 
 def run_blocks(
@@ -59,11 +97,10 @@ def run_blocks(
     :class:`~alfine.errors.BlocksFailed` when blocks still fail after ``max_retries``
     (finished blocks are kept, so the same command finishes the job).
     """
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
+    check_request(layout, block_id, workers)
     markers.start()
     if launch.serving(name):  # a worker a launcher started: serve the scheduler's blocks, then end
-        served = launch.serve(_DaisyBlockFunction(layout, process, markers.url))
+        served = launch.serve(_DaisyBlockFunction(layout, process, markers.url, max_retries))
         log.info("worker processed %d block(s) of %s", served, name)
         raise SystemExit(0)
     if block_id is not None:
@@ -74,21 +111,23 @@ def run_blocks(
         process(block)
         markers.mark(block.id)
         return {"blocks": 1, "processed": 1, "skipped": 0}
-    done = markers.done_ids()
-    total = len(layout)
-    if len(done) >= total:
-        log.info("all %d blocks are already done", total)
-        return {"blocks": total, "processed": 0, "skipped": total}
-    if done:
-        log.info("resuming: %d of %d blocks are already done", len(done), total)
-    if workers == 1 and not launcher:
-        return _run_here(name, layout, process, markers, done, max_retries)
-    return _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher)
+    with markers.exclusive():
+        done = markers.done_ids()
+        total = len(layout)
+        if len(done) >= total:
+            log.info("all %d blocks are already done", total)
+            return {"blocks": total, "processed": 0, "skipped": total}
+        if done:
+            log.info("resuming: %d of %d blocks are already done", len(done), total)
+        if workers == 1 and not launcher:
+            return _run_here(name, layout, process, markers, done, max_retries)
+        return _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher)
 
 
-def _failed(name: str, failed: int, total: int, max_retries: int, error: str) -> BlocksFailed:
+def _failed(name: str, failed: int, total: int, max_retries: int, error: str, logs: str | None = None) -> BlocksFailed:
+    where = f"; tracebacks in the worker logs, {logs}" if logs else ""
     return BlocksFailed(f"{name}: {failed} of {total} blocks failed after {max_retries} retries (first error: "
-                        f"{error}); finished blocks are kept, re-run the same command to finish")
+                        f"{error}{where}); finished blocks are kept, re-run the same command to finish")
 
 
 def _run_here(name, layout, process, markers, done, max_retries) -> dict:
@@ -106,6 +145,8 @@ def _run_here(name, layout, process, markers, done, max_retries) -> dict:
         for attempt in range(max_retries + 1):
             try:
                 process(block)
+            except UserError as e:  # bad input: the same in every block, so the job stops here
+                raise UserError(f"block {block_id}: {e}") from e
             except Exception as e:  # a block's failure must not stop the others
                 log.warning("block %d failed (attempt %d of %d): %s: %s", block_id, attempt + 1, max_retries + 1,
                             type(e).__name__, e)
@@ -119,13 +160,16 @@ def _run_here(name, layout, process, markers, done, max_retries) -> dict:
     return {"blocks": len(layout), "processed": len(todo), "skipped": len(done)}
 
 
-def _last_error(text: str) -> str:
-    """The line of daisy's report that says what went wrong (a launched worker's names its log)."""
+def _last_error(text: str, folder: str) -> str:
+    """The line of daisy's report that says what went wrong (a launched worker's names its log); never empty."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
         if "its log:" in line:
             return line.removeprefix("RuntimeError: ")
-    return lines[0] if lines else "unknown error"
+    found = lines[0] if lines else ""
+    if not found or found.endswith("Last worker error:"):
+        found = f"{found} none reported; the worker logs are in {folder}".strip()
+    return found
 
 
 def _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher=None) -> dict:
@@ -134,12 +178,16 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
     import daisy
 
     total = len(layout)
+    folder = launch.log_folder(name)
+    markers.clear_stop()
+    markers.clear_failures()
     if launcher:
-        folder = launch.log_folder(name)
         log.info("starting %d worker(s) with %r; their logs: %s", workers, launcher, folder)
         function = launch.LaunchedWorker(launcher, launch.invocation(), folder)
     else:
-        function = _DaisyBlockFunction(layout, process, markers.url)
+        log.debug("worker logs: %s", folder)
+        daisy.logging.set_log_basedir(folder)
+        function = _DaisyBlockFunction(layout, process, markers.url, max_retries)
     skip = np.zeros(layout.grid_shape, dtype=np.uint8)
     skip.reshape(-1)[sorted(done)] = 1
     task = daisy.Task(
@@ -163,12 +211,22 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
                                      summary=False, return_states=True,
                                      host=None if launcher else "127.0.0.1")
     except RuntimeError as e:  # daisy gives up when workers keep dying
-        raise BlocksFailed(f"{name}: workers kept failing ({_last_error(str(e))}); finished blocks are kept, "
-                           "re-run to finish") from None
+        stopped = markers.stopped()
+        if stopped is not None:
+            raise UserError(stopped) from None
+        raise BlocksFailed(f"{name}: workers kept failing ({_last_error(str(e), folder)}); finished blocks are "
+                           "kept, re-run to finish") from None
+    stopped = markers.stopped()
+    if stopped is not None:
+        markers.clear_stop()
+        raise UserError(stopped)
+    failures = markers.failures()
     state = states[name]
-    failed = state.failed_count + state.orphaned_count
+    failed = len(failures) + state.failed_count + state.orphaned_count
     if failed:
-        error = str(state.first_worker_error or "unknown").strip().splitlines()[-1]
-        raise _failed(name, failed, total, max_retries, error)
+        lines = str(state.first_worker_error or "").strip().splitlines()
+        error = (failures[min(failures)] if failures else lines[-1] if lines
+                 else f"a worker died; its log is in {folder}")
+        raise _failed(name, failed, total, max_retries, error, folder)
     log.debug("daisy: completed %s, skipped %s", state.completed_count, state.skipped_count)
     return {"blocks": total, "processed": int(state.completed_count - state.skipped_count), "skipped": len(done)}

@@ -16,8 +16,13 @@ from typing import Any
 REQUIRED = dataclasses.MISSING
 
 
-def flag(default: Any = REQUIRED, help: str = "", *, metavar: str | None = None, parse=None, choices=None) -> Any:
-    """A dataclass field that becomes ``--name``; ``parse`` turns text (or JSON) into the value."""
+def flag(default: Any = REQUIRED, help: str = "", *, metavar: str | None = None, parse=None, choices=None,
+         names_code: bool = False, command_line_only: bool = False) -> Any:
+    """A dataclass field that becomes ``--name``; ``parse`` turns text (or JSON) into the value.
+
+    ``names_code``: the value may name user code, which runs when the flag is given on the command line
+    (not from ``--config`` or the environment; :mod:`alfine.code_gate`). ``command_line_only``: refused
+    from ``--config`` and the environment."""
     if default is not REQUIRED and default is not None and default is not False:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         help = f"{help} (default: {shown})"
@@ -30,6 +35,10 @@ def flag(default: Any = REQUIRED, help: str = "", *, metavar: str | None = None,
         metadata["type"] = parse
     if choices:
         metadata["choices"] = choices
+    if names_code:
+        metadata["names_code"] = True
+    if command_line_only:
+        metadata["command_line_only"] = True
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: default, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -162,6 +171,12 @@ def list_blocks() -> Any:
 def launcher() -> Any:
     return flag(None, "command prefix that starts each worker, e.g. 'bsub -q gpu -n 4' (default: local processes)",
                 metavar="CMD")
+
+
+def allow_code() -> Any:
+    return flag(False, "allow the user code (a post-processing function, a wrapped architecture's module) that a "
+                "model.json, run config or --config file names; code named on the command line needs no permission",
+                command_line_only=True)
 
 
 def device() -> Any:

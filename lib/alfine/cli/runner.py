@@ -20,6 +20,8 @@ from typing import Any, Optional
 
 from argparse_dataclass import ArgumentParser
 
+from .. import code_gate
+from ..redaction import RedactingFilter, redact
 from .flags import flag
 
 ENV_PREFIX = "ALFINE_"
@@ -141,6 +143,14 @@ def build_parser(options_cls: type, prog: str, description: str) -> tuple[argpar
 
 def parse_options(options_cls: type, argv: Sequence[str] | None, prog: str, description: str) -> Any:
     """The options of one invocation, merged from defaults, environment, config file and argv."""
+    return _parse(options_cls, argv, prog, description)[0]
+
+
+def _parse(options_cls: type, argv: Sequence[str] | None, prog: str, description: str) -> tuple[Any, set[str]]:
+    """:func:`parse_options`, and the names of the flags given on the command line.
+
+    A flag declared ``command_line_only`` (``--allow-code``) set by the environment or ``--config``
+    is a :class:`UsageError`: a file must not give itself permissions."""
     parser, required = build_parser(options_cls, prog, description)
     namespace, extras = argparse.ArgumentParser.parse_known_args(parser, argv)
     if extras:
@@ -156,13 +166,24 @@ def parse_options(options_cls: type, argv: Sequence[str] | None, prog: str, desc
     config_path = given.get("config") or os.environ.get(ENV_PREFIX + "CONFIG")
     if config_path:
         values.update(_config_values(config_path, fields, hints))
+    for name, field in fields.items():
+        if field.metadata.get("command_line_only") and name in values and values[name] != field.default:
+            where = f"--config {config_path}" if config_path else _env_name(field)
+            raise UsageError(f"{_flag_name(field)} is set by {where}: it is taken from the command line only")
     values.update(given)
     missing = [n for n in fields if n in required and n not in values]
     if missing:
         names = ", ".join(_flag_name(fields[n]) for n in missing)
         env = _env_name(fields[missing[0]])
         raise UsageError(f"missing {names} (give it on the command line, in --config, or as {env})")
-    return options_cls(**values)
+    return options_cls(**values), set(given)
+
+
+def _allowed_code(options_cls: type, options: Any, given: set[str]) -> tuple[set[str], bool]:
+    """The code named on the command line (flags declared ``names_code``), and whether --allow-code was given."""
+    named = {getattr(options, f.name) for f in dataclasses.fields(options_cls)
+             if f.metadata.get("names_code") and f.name in given and isinstance(getattr(options, f.name), str)}
+    return named, bool(getattr(options, "allow_code", False))
 
 
 def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: Sequence[str] | None = None,
@@ -171,20 +192,24 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
     prog = prog or os.path.basename(sys.argv[0])
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        options = parse_options(options_cls, argv, prog, description)
+        options, given = _parse(options_cls, argv, prog, description)
         debug = options.debug
         _record_invocation(options_cls, argv)
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr, force=True,
                             format=f"{prog}: %(message)s")
+        for handler in logging.getLogger().handlers:  # credentials never reach a log line
+            handler.addFilter(RedactingFilter())
         for chatty in QUIET_LOGGERS:  # their INFO lines (where credentials were found, ...) are not ours to show
             logging.getLogger(chatty).setLevel(logging.DEBUG if debug else logging.WARNING)
         from .. import progress
 
         progress.set_enabled(not options.no_progress)
         started = time.perf_counter()
-        summary = body(options)
+        named, allow_any = _allowed_code(options_cls, options, given)
+        with code_gate.restricted(named, allow_any):
+            summary = body(options)
         summary = {**summary, "seconds": round(time.perf_counter() - started, 3)}
-        sys.stdout.write(json.dumps(summary, default=_json_default) + "\n")
+        sys.stdout.write(redact(json.dumps(summary, default=_json_default)) + "\n")
         sys.stdout.flush()
         return 0
     except KeyboardInterrupt:
@@ -198,10 +223,10 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
         if debug:
             import traceback
 
-            traceback.print_exc()
+            print(redact(traceback.format_exc()), end="", file=sys.stderr)
         elif code == 1:
             message += " (run with --debug for the traceback)"
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {redact(message)}", file=sys.stderr)
         return code
 
 

@@ -34,6 +34,22 @@ def normalise(raw: np.ndarray, norm: Normalisation) -> np.ndarray:
     return np.clip(out, -1.0, 1.0, out=out)
 
 
+def check_raw_dtype(norm: Normalisation, dtype, url: str) -> None:
+    """A :class:`UserError` when ``norm`` does not say how raw values of ``dtype`` become network input: not a
+    number, or the ``dtype`` normalisation (an integer type's full range) on floats or on integers wider than
+    16 bits (whose full range is no intensity range); ``minmax`` and ``percentile`` say how for any number."""
+    from ..errors import UserError
+    from .config import DtypeRange
+
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "buif":
+        raise UserError(f"{url}: raw of type {dtype} is not numbers")
+    if isinstance(norm, DtypeRange) and (dtype.kind == "f" or (dtype.kind in "ui" and dtype.itemsize > 2)):
+        raise UserError(f"{url}: raw of type {dtype}, but the model normalises by the dtype's full range, which "
+                        "suits 8 and 16 bit integers only; convert the raw to the type it was trained on, or train "
+                        "with a minmax or percentile normalisation")
+
+
 def measure_percentiles(
     volume: Volume,
     low: float,

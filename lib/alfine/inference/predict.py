@@ -37,7 +37,7 @@ from ..configs import from_dict, to_dict
 from ..datasplits import Normalisation, Percentile, normalise
 from ..errors import UserError
 from ..geometry import check_aligned, format_roi
-from ..jobs.blocks import print_blocks, run
+from ..jobs.blocks import check_plan, print_blocks, run
 from ..tasks import TaskConfig
 from ..volumes import open_volume, prepare_volume
 from .layout import full_read_roi, prediction_layout
@@ -216,6 +216,7 @@ def predict_volume(
     if isinstance(normalisation, Percentile):
         normalisation = normalisation.measure(raw)
     chunks = tuple(chunk_shape) if chunk_shape else tuple(block_voxels)
+    check_plan(layout, output_url, shards or chunks, voxel_size, block_id, workers)
     names = task.channel_names()
     output = prepare_volume(output_url, roi, voxel_size, np.dtype(output_dtype), chunks, channels=(len(names),),
                             zarr_format=zarr_format, compression=compression, shards=shards, overwrite=overwrite,

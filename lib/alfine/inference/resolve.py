@@ -43,11 +43,13 @@ def is_onnx(argument: str) -> bool:
 
 
 def resolve_model(argument: str, device: str = "cpu", threads: int = 0) -> ResolvedModel:
-    """The model named by ``argument`` (see the module); a :class:`UserError` naming it where there is none."""
+    """The model named by ``argument`` (see the module); a :class:`UserError` naming it where there is none,
+    where ``device`` is not here, or where a run's checkpoint cannot be read."""
     if is_onnx(argument):
         from .metadata import read_metadata
-        from .onnx_model import OnnxSpec
+        from .onnx_model import OnnxSpec, providers_for
 
+        providers_for(device)  # no CUDA here is an error now, not in every block
         metadata = read_metadata(argument)
         normalisation = from_dict(Normalisation, metadata["normalisation"], f"{argument} (normalisation)")
         voxel = metadata.get("input_voxel_size")
@@ -59,10 +61,13 @@ def resolve_model(argument: str, device: str = "cpu", threads: int = 0) -> Resol
 def _resolve_run(argument: str, device: str, threads: int) -> ResolvedModel:
     import dataclasses
 
+    from ..training import checkpoints
     from ..training.rundir import RunDirectory
+    from ..training.trainer import choose_device
     from ..volumes import open_volume
     from .predict import run_predictor_spec
 
+    choose_device(device)  # no CUDA here is an error now, not in every block
     run_url, iteration = split_run_argument(argument)
     run_dir = RunDirectory(run_url)
     run = run_dir.read_config()
@@ -73,6 +78,7 @@ def _resolve_run(argument: str, device: str, threads: int) -> ResolvedModel:
 
         iteration = int(best_for(run_url)["iteration"])
     spec = dataclasses.replace(run_predictor_spec(run_url, iteration, device), threads=threads)
+    checkpoints.read(spec.weights)  # a damaged checkpoint is an error now, not in every block
     dataset = run.datasplit.train[0]
     try:
         voxel_size = tuple(open_volume(dataset.raw).voxel_size)

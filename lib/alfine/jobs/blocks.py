@@ -9,6 +9,7 @@ from collections.abc import Callable
 from funlib.geometry import Coordinate, Roi
 
 from ..blockwise import Block, BlockLayout, DoneMarkers, check_chunk_aligned, markers_url_for, run_blocks
+from ..blockwise.runner import check_request
 from ..errors import UserError
 from ..geometry import check_aligned, format_roi
 from ..volumes import Volume
@@ -30,6 +31,30 @@ def layout(roi: Roi, voxel_size: Coordinate, block_shape, default_block, context
     if len(shape) != roi.dims:
         raise UserError(f"--block-shape {tuple(shape)} has {len(shape)} axes, the volume {roi.dims}")
     return BlockLayout(roi, shape * voxel_size, context)
+
+
+def check_plan(blocks: BlockLayout, output_url: str, chunk_voxels, voxel_size: Coordinate, block_id: int | None,
+               workers: int) -> None:
+    """Refuse before the output ``output_url`` is created what :func:`run` would refuse after: a block id out of
+    range, fewer than one worker, blocks that would share its chunks of ``chunk_voxels`` (or shards)."""
+    check_request(blocks, block_id, workers)
+    check_chunk_aligned(blocks, Coordinate(chunk_voxels) * voxel_size, blocks.roi.begin, output_url)
+
+
+def check_distinct(**urls: str | None) -> None:
+    """A :class:`UserError` when two of the named volumes (``weights=URL``, ...) are one array."""
+    from ..volumes import parse_volume_url
+
+    seen: dict[tuple, str] = {}
+    for name, url in urls.items():
+        if not url:
+            continue
+        parsed = parse_volume_url(url)
+        key = (parsed.container.rstrip("/"), parsed.path.strip("/"))
+        flag = "--" + name.replace("_", "-")
+        if key in seen:
+            raise UserError(f"{flag} {url} is the same array as {seen[key]}; give each its own")
+        seen[key] = f"{flag} {url}"
 
 
 def print_blocks(blocks: BlockLayout) -> dict:

@@ -46,6 +46,12 @@ def evaluate(options) -> dict:
     """Scores of ``options.prediction`` against ``options.truth``; a JSON-ready summary."""
     truth, prediction = open_volume(options.truth), open_volume(options.prediction)
     mask = open_volume(options.mask) if options.mask else None
+    for flag, volume in (("--truth", truth), ("--mask", mask)):
+        if volume is not None and not (np.issubdtype(volume.dtype, np.integer) or volume.dtype == bool):
+            raise UserError(f"{flag} {volume.url.url}: evaluate needs integer labels (ids or classes), found "
+                            f"{volume.dtype}")
+    if truth.geometry.channel_dims:
+        raise UserError(f"--truth {options.truth}: expected labels without channels, found shape {truth.shape}")
     for other in (prediction, mask):
         if other is not None and tuple(other.voxel_size) != tuple(truth.voxel_size):
             raise UserError(f"{other.url.url} has voxel size {tuple(other.voxel_size)}, the truth "

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from funlib.geometry import Coordinate
 
+from ..datasplits.normalise import check_raw_dtype
 from ..errors import UserError
 from ..volumes import open_volume
 from . import blocks as blockwise
@@ -82,9 +83,13 @@ def predict_blocks(options) -> dict:
     from ..inference.resolve import resolve_model
 
     # Local workers share this machine's cores; a launched worker (another host or job) has its own.
+    blockwise.check_distinct(input=options.input, output=options.output)
     one_process = options.block_id is not None or options.list_blocks or options.workers <= 1 or options.launcher
     model = resolve_model(options.model, options.device, worker_threads(1 if one_process else options.workers))
+    if options.memory is not None:
+        parse_memory(options.memory)  # a bad size is refused even where the model ignores it
     raw = open_volume(options.input)
+    check_raw_dtype(model.normalisation, raw.dtype, options.input)
     roi = blockwise.region(raw, options.roi)
     spec = model.spec
     architecture = spec.architecture_config()

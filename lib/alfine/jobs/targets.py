@@ -54,9 +54,13 @@ class TargetsOfBlock:
 def make_targets(options) -> dict:
     """Write the targets of ``options.task`` for ``options.labels`` into ``options.output``; a summary."""
     task: TaskConfig = load_task(options.task)
+    blockwise.check_distinct(labels=options.labels, mask=options.mask, output=options.output, weights=options.weights)
     labels = open_volume(options.labels)
     if labels.geometry.channel_dims:
         raise UserError(f"{options.labels}: labels must have no channel axis, found {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"{options.labels}: targets need integer labels (instance ids or classes), found "
+                        f"{labels.dtype}")
     if options.mask and tuple(open_volume(options.mask).voxel_size) != tuple(labels.voxel_size):
         raise UserError(f"--mask {options.mask} has another voxel size than --labels {options.labels}")
     if task.dims not in (None, labels.roi.dims):
@@ -67,6 +71,8 @@ def make_targets(options) -> dict:
                               task.context(labels.voxel_size))
     if options.list_blocks:
         return blockwise.print_blocks(blocks)
+    blockwise.check_plan(blocks, options.output, storage["shards"] or storage["chunk_shape"], labels.voxel_size,
+                         options.block_id, options.workers)
     names = task.channel_names()
     attributes = {"channel_names": names, "alfine_task": to_dict(task)}
     output = prepare_volume(options.output, roi, labels.voxel_size, np.float32, channels=(len(names),), **storage)

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from types import ModuleType
 
+from .. import code_gate
 from ..errors import UserError
 
 
@@ -21,12 +22,14 @@ def load_function(spec: str) -> Callable:
     """The callable named by ``spec``: ``module:function`` (imported) or ``file.py:function`` (loaded from the file).
 
     A spec whose module part ends in ``.py`` or contains a path separator is a file. Raises
-    :class:`UserError` when the spec has no ``:``, the file or module cannot be found or
+    :class:`UserError` when the spec has no ``:``, the command did not allow it (:mod:`alfine.code_gate`),
+    the file or module cannot be found or
     imported, or the name is missing or not callable.
     """
     source, _, name = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
     if not source or not name:
         raise UserError(f"a post-processing function is given as module:function or file.py:function, got {spec!r}")
+    code_gate.check(spec, "post-processing function")
     is_file = source.endswith(".py") or "/" in source or os.sep in source
     module = _load_file(source) if is_file else _import(source)
     function = getattr(module, name, None)

@@ -135,7 +135,7 @@ class PostprocessBlock:
         result = apply(self.method, prediction, self.params, self.offsets)
         spatial = prediction.shape[1:]
         if tuple(result.shape[-len(spatial):]) != tuple(spatial):
-            raise ValueError(f"{self.method} returned shape {result.shape} for a prediction of shape "
+            raise UserError(f"{self.method} returned shape {result.shape} for a prediction of shape "
                              f"{prediction.shape}; expected the spatial shape {spatial}")
         crop = voxel_slices(block.write_roi, read_roi.begin, source.voxel_size)
         output = open_volume(self.output, mode="r+")
@@ -212,7 +212,7 @@ def _block_unique(labels: np.ndarray, block_id: int, stride: int) -> tuple[np.nd
 
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
-        raise ValueError(f"instance labels must be integers, got {labels.dtype}")
+        raise UserError(f"instance labels must be integers, got {labels.dtype}")
     local, mapping = fastremap.renumber(np.ascontiguousarray(labels), preserve_zero=True, in_place=False)
     objects = len(mapping) - (0 in mapping)
     if objects > stride:
@@ -328,6 +328,8 @@ def postprocess_blocks(options) -> dict:
     blocks = blockwise.layout(roi, source.voxel_size, block_shape, unit, context * source.voxel_size)
     if options.list_blocks:
         return blockwise.print_blocks(blocks)
+    blockwise.check_distinct(input=options.input, output=options.output)
+    blockwise.check_plan(blocks, options.output, unit, source.voxel_size, options.block_id, options.workers)
     block_voxels = int(np.prod(blocks.block_shape / source.voxel_size))
     if instances and len(blocks) * block_voxels >= 2**64:
         raise UserError(f"{len(blocks)} blocks of {block_voxels} voxels exceed the uint64 ids; use larger blocks")

@@ -69,3 +69,12 @@ def load_arrays_if_any(url: str, names: Iterable[str] | None = None) -> dict[str
 def exists(url: str) -> bool:
     fs, path = _fs(url)
     return fs.exists(path)
+
+
+def remove(url: str) -> None:
+    """Remove the file at ``url``, if there is one."""
+    fs, path = _fs(url)
+    try:
+        fs.rm_file(path)
+    except FileNotFoundError:
+        pass

@@ -11,7 +11,9 @@
    ``--min-size``, consecutive ids from 1 (:mod:`.numbering`); writes each block's id map and
    the objects' sizes.
 3. **write** (blockwise): each block maps its ids (:func:`map_ids`, vectorised) and writes them (in
-   place when output = input; the input's block records are then marked stale first).
+   place when output = input; the input's block records are then marked stale first, and each block keeps
+   its old labels under ``originals/N.npz`` until ``written/N.json`` says it holds new ids, so a re-run
+   after a kill at any moment maps old ids, never new ones: :class:`WriteBlock`).
 
 Records live under ``OUTPUT_CONTAINER/.alfine-relabel/OUTPUT_PATH``: ``faces/N.npz`` (step 1),
 ``mapping/N.npz`` (old ``ids`` -> ``new_ids`` of block N), ``objects.npz`` (``sizes[new_id - 1]``)
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from ..blockwise import BlockLayout, DoneMarkers, check_chunk_aligned, markers_url_for, run_blocks
+from ..blockwise import BlockLayout, DoneMarkers, check_chunk_aligned, check_request, markers_url_for, run_blocks
 from ..errors import UserError
 from ..geometry import format_roi, parse_roi
 from . import faces, records
@@ -162,19 +164,46 @@ def _unique(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class WriteBlock:
-    """Step 3 for one block (picklable)."""
+    """Step 3 for one block (picklable).
+
+    In place (output = input) the block's old ids are overwritten, so a block written but not yet
+    marked done must not be mapped again from its new ids. The block therefore keeps, in order:
+    ``originals/N.npz`` (its old labels, saved whole before the volume is touched), then the write,
+    then ``written/N`` (its volume holds new ids), then the original is removed. A re-run finds the
+    block in one of these states and finishes it correctly: ``written/N`` present: nothing to do;
+    an original present: mapped from it (the volume may hold any mix of old and new ids); neither:
+    the volume was not touched yet.
+    """
 
     input: str
     output: str
     work: str
+    in_place: bool = False
 
     def __call__(self, block) -> None:
         from ..volumes import open_volume
 
-        labels = np.ascontiguousarray(open_volume(self.input).read(block.write_roi)).astype(np.uint64, copy=False)
+        if self.in_place and records.exists(written_url(self.work, block.id)):
+            return
+        original = f"{self.work}/originals/{block.id}.npz"
+        saved = records.load_arrays_if_any(original) if self.in_place else None
+        if saved is not None:
+            labels = saved["labels"]
+        else:
+            labels = np.ascontiguousarray(open_volume(self.input).read(block.write_roi)).astype(np.uint64, copy=False)
+            if self.in_place:
+                records.save_arrays(original, compress=True, labels=labels)
         mapping = records.load_arrays(f"{self.work}/mapping/{block.id}.npz")
         out = map_ids(labels, mapping["ids"], mapping["new_ids"])
         open_volume(self.output, mode="r+").write(block.write_roi, out)
+        if self.in_place:
+            records.save_json(written_url(self.work, block.id), {"block": block.id})
+            records.remove(original)
+
+
+def written_url(work: str, block_id: int) -> str:
+    """The record that block ``block_id`` of an in-place relabel holds new ids (see :class:`WriteBlock`)."""
+    return f"{work}/written/{block_id}.json"
 
 
 def map_ids(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray) -> np.ndarray:
@@ -212,14 +241,20 @@ def relabel(options) -> dict:
 
         return print_blocks(layout)
     join = (info or {}).get("join") or {"rule": "adjacency", "connectivity": 4 if roi.dims == 2 else 6}
+    if options.min_size is not None and not options.min_size >= 0:
+        raise UserError(f"--min-size {options.min_size:g}: expected a number of voxels, 0 or more")
     min_size = options.min_size if options.min_size is not None else (info or {}).get("min_size") or 0
     work = work_url(options.output)
     in_place = _same(options.input, options.output)
+    check_request(layout, options.block_id, options.workers)
+    storage = options.storage()
+    storage["chunk_shape"] = storage["chunk_shape"] or tuple(block_shape)
     if in_place:
+        check_chunk_aligned(layout, source.chunk_shape * source.voxel_size, source.offset, options.output)
         output = open_volume(options.output, mode="r+")
     else:
-        storage = options.storage()
-        storage["chunk_shape"] = storage["chunk_shape"] or tuple(block_shape)
+        chunks = Coordinate(storage["shards"] or storage["chunk_shape"])
+        check_chunk_aligned(layout, chunks * source.voxel_size, roi.begin, options.output)
         output = prepare_volume(options.output, roi, source.voxel_size, np.uint64, **storage)
     check_chunk_aligned(layout, output.chunk_shape * output.voxel_size, output.offset, options.output)
     _claim(work, options.input, layout)
@@ -238,8 +273,8 @@ def relabel(options) -> dict:
     summary = _numbering(work, layout, min_size, write_markers)
     if in_place and (info or {}).get("block_records"):  # the ids change: postprocess-block's records go stale
         output.array.attrs[ATTRIBUTE] = {**info, "block_records": False}
-    counts = run_blocks("relabel (write)", layout, WriteBlock(options.input, options.output, work), write_markers,
-                        workers=options.workers, block_id=options.block_id, launcher=options.launcher)
+    counts = run_blocks("relabel (write)", layout, WriteBlock(options.input, options.output, work, in_place),
+                        write_markers, workers=options.workers, block_id=options.block_id, launcher=options.launcher)
     output.array.attrs.update({"alfine_relabel": {"objects": summary["objects"], "min_size": min_size,
                                                   "records": work}})
     return {"output": options.output, "step": "write", "in_place": in_place, "join": join, **summary,
@@ -251,7 +286,7 @@ def _numbering(work: str, layout: BlockLayout, min_size: float, write_markers: D
     done = records.load_json(f"{work}/objects.json")
     if done is not None and done["min_size"] == min_size:
         return done
-    if done is not None and write_markers.done_ids():
+    if done is not None and (write_markers.done_ids() or records.exists(f"{work}/written")):
         raise UserError(f"relabel: {work} was written with --min-size {done['min_size']}, this run asks for "
                         f"{min_size}; use another --output, or remove it and its records to start over")
 

@@ -8,6 +8,7 @@ import random
 import numpy as np
 import torch
 
+from ..errors import UserError
 from .rundir import RunDirectory
 
 
@@ -32,11 +33,17 @@ def save(run_dir: RunDirectory, iteration: int, model, optimizer, scheduler, sca
 
 
 def read(url: str) -> dict:
-    """A checkpoint or state dict at ``url``, loaded with ``weights_only=True`` (no code runs)."""
+    """A checkpoint or state dict at ``url``, loaded with ``weights_only=True`` (no code runs); a
+    :class:`UserError` naming ``url`` when it cannot be loaded."""
     import fsspec
 
     with fsspec.open(url, "rb") as f:
-        return torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+        data = f.read()
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, damaged, or not a checkpoint: torch's own words are obscure
+        raise UserError(f"{url}: not a readable checkpoint ({len(data)} bytes; truncated or damaged?): "
+                        f"{type(e).__name__}: {e}") from None
 
 
 def restore(state: dict, model, optimizer, scheduler, scaler) -> int:

@@ -98,13 +98,24 @@ def _start_weights(run: RunConfig, model) -> dict | None:
 
 
 def train(run: RunConfig, run_url: str, device: str = "auto", iterations: int | None = None) -> dict:
-    """Train ``run`` in the run directory ``run_url`` up to ``iterations`` (default: the run's); a summary."""
+    """Train ``run`` in the run directory ``run_url`` up to ``iterations`` (default: the run's); a summary.
+
+    A run directory this call creates is removed again when training fails before its first checkpoint, so the
+    corrected command can use the same ``run_url``."""
     if iterations is not None:
         run = dataclasses.replace(run, iterations=iterations)
+    chosen = choose_device(device)
     run_dir = RunDirectory(run_url)
+    created = not run_dir.fs.exists(run_dir.path)
     run_dir.lock()
     try:
-        return _train(run, run_dir, choose_device(device))
+        return _train(run, run_dir, chosen)
+    except BaseException:
+        if created and not run_dir.checkpoints():  # nothing to resume: leave no directory that refuses a fixed run
+            run_dir.unlock()
+            run_dir.fs.rm(run_dir.path, recursive=True)
+            log.debug("removed %s: it failed before its first checkpoint", run_dir.url)
+        raise
     finally:
         run_dir.unlock()
 
