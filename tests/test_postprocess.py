@@ -21,7 +21,7 @@ from alfine.postprocess import (
     threshold,
     watershed,
 )
-from alfine.postprocess.agglomeration import fragment, merge_by_mean_affinity
+from alfine.postprocess.agglomeration import fragment, merge_by_mean_affinity, tidy
 
 SHORT_3D = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
 LONG_3D = [[-3, 0, 0], [0, 3, 0], [0, 0, -3], [0, 0, 6]]
@@ -189,6 +189,21 @@ def test_watershed_in_2d_with_min_size():
     assert watershed(distance, 0.5, 0.0, min_seed_distance=4, min_size=int((circles > 0).sum())).max() == 0
 
 
+def test_watershed_gives_a_seedless_mask_component_its_own_object():
+    """A faint object (its distances never reach the seed threshold) is an object, not background."""
+    objects = balls((20, 20, 40), [(10, 10, 9), (10, 10, 30)], 7)
+    objects[objects == 2] = 0
+    objects[10:13, 9:12, 28:31] = 2  # a 3x3x3 box: distance at most 2, the ball's reaches 7
+    distance = np.tanh(edt.edt(objects) / 4)[None].astype(np.float32)
+    assert np.tanh(2 / 4) < 0.6 < np.tanh(6 / 4)
+    labels = watershed(distance, seed_threshold=0.6, mask_threshold=0.0)
+    assert_consecutive_uint64(labels)
+    assert_same_segmentation(labels, objects)  # before: the box was left at 0
+    boundary = 1 - distance
+    assert_same_segmentation(watershed(boundary, 0.4, 1.0, kind="boundary", min_seed_distance=3), objects)
+    assert watershed(distance, seed_threshold=0.6, mask_threshold=0.0, min_size=28).max() == 1
+
+
 # -- mutex watershed ----------------------------------------------------------------------------
 
 
@@ -238,6 +253,101 @@ def test_mutex_watershed_rejects_bad_input():
     affinities[0, 1, 1] = np.nan
     with pytest.raises(UserError, match="NaN"):
         mutex_watershed(affinities, SHORT_2D)
+
+
+def noisy_affinities(labels, offsets, seed, sd=0.2, holes=0.0):
+    """Affinities of ``labels`` plus gaussian noise (``sd``), clipped to [0, 1]; a ``holes`` fraction of the
+    object voxels get all their nearest-neighbour edges (both ways) at 0.3: below 0.5, but above background."""
+    rng = np.random.default_rng(seed)
+    affinities = affinities_from(labels, offsets)
+    affinities = np.clip(affinities + rng.normal(0, sd, affinities.shape), 0, 1).astype(np.float32)
+    holed = (labels != 0) & (rng.random(labels.shape) < holes)
+    for channel, offset in enumerate(offsets):
+        if np.abs(offset).sum() == 1:
+            affinities[channel][holed] = 0.3
+            affinities[channel][np.roll(holed, -np.array(offset), axis=tuple(range(labels.ndim)))] = 0.3
+    return affinities, holed
+
+
+def assert_objects_recovered(result, labels, min_fragment):
+    """No 0 inside objects, no object of ``result`` smaller than ``min_fragment``, and every truth object is
+    mostly (99 %: noise moves a few voxels where objects touch) one object of ``result``, a different one for each."""
+    inside = labels != 0
+    assert (result[inside] != 0).all()
+    assert np.bincount(result.ravel().astype(np.int64))[1:].min() >= min_fragment
+    pairs, counts = np.unique(np.stack([labels[inside], result[inside]]), axis=1, return_counts=True)
+    truth_ids, sizes = np.unique(labels[inside], return_counts=True)
+    main = {t: pairs[1, pairs[0] == t][np.argmax(counts[pairs[0] == t])] for t in truth_ids}
+    assert len(set(main.values())) == len(truth_ids)
+    for t, size in zip(truth_ids, sizes, strict=True):
+        assert np.sum((labels == t) & (result == main[t])) >= 0.99 * size
+
+
+@pytest.mark.parametrize("method", ["mutex_watershed", "agglomerate"])
+def test_affinity_methods_leave_no_fragments_and_no_holes(method):
+    """Noise makes many tiny fragments and holed voxels make 0s inside objects; min_fragment and fill mend both."""
+    labels = cells_3d()
+    offsets = SHORT_3D + LONG_3D
+    affinities, holed = noisy_affinities(labels, offsets, seed=4, holes=0.01)
+    before = run(method, affinities, {}, offsets=offsets)
+    sizes = np.bincount(before.ravel().astype(np.int64))[1:]
+    assert (before[holed] == 0).sum() > 5 and (sizes < 20).sum() > 20  # the defaults: 0s in objects, fragments
+    # keep background: the holed voxels' edges (0.3) reach fill, background edges (noise about 0) mostly not
+    kept = run(method, affinities, {"min_fragment": 20, "fill": 0.25}, offsets=offsets)
+    assert_objects_recovered(kept, labels, 20)
+    assert (kept[labels == 0] != 0).mean() < 0.1
+    # absorb everything: every voxel joins an object (the background too), objects are still recovered
+    absorbed = run(method, affinities, {"min_fragment": 20, "fill": 0.0}, offsets=offsets)
+    assert_objects_recovered(absorbed, labels, 20)
+    assert absorbed.all()
+    assert_consecutive_uint64(absorbed)
+    np.testing.assert_array_equal(run(method, affinities, {"min_fragment": 20, "fill": 0.0}, offsets=offsets),
+                                  absorbed)
+
+
+def test_tidy_merges_a_small_segment_by_mean_affinity_not_by_one_edge():
+    """Hand-checked: S (2 voxels) meets A by edges 0.9 and 0.1 (mean 0.5), B by three edges of 0.6 (mean 0.6)."""
+    a, s_, b = 1, 2, 3
+    labels = np.array([[a, a, a], [s_, s_, b], [b, b, b]], np.uint64)
+    affinities = affinities_from(labels, SHORT_2D)  # channel 0: (y, x)-(y+1, x); channel 1: (y, x)-(y, x+1)
+    affinities[0, 0, 0], affinities[0, 0, 1] = 0.9, 0.1  # S-A
+    affinities[1, 1, 1] = affinities[0, 1, 0] = affinities[0, 1, 1] = 0.6  # S-B
+    merged = tidy(labels, affinities, SHORT_2D, min_fragment=3)
+    assert merged.dtype == np.uint64
+    assert_same_segmentation(merged, np.array([[a, a, a], [b, b, b], [b, b, b]]))
+    assert merged[0, 0] == a and merged[2, 2] in (s_, b)  # a merged segment keeps one of its ids
+    np.testing.assert_array_equal(tidy(labels, affinities, SHORT_2D, min_fragment=2), labels)  # none is small
+    # with 4, A (3 voxels) is small too: S joins B first (0.6), then A joins S+B, its only neighbour
+    assert len(np.unique(tidy(labels, affinities, SHORT_2D, min_fragment=4))) == 1
+    np.testing.assert_array_equal(tidy(labels, affinities, SHORT_2D), labels)
+
+
+def test_tidy_fill_grows_in_rounds_along_edges_at_least_fill():
+    """Hand-checked on one row: edges 0-1: 0.2, 1-2: 0.5, 2-3: 0.4; 4 is alone; 5 and 6 are one small segment."""
+    labels = np.array([[1, 0, 0, 2, 0, 3, 3]], np.uint64)
+    affinities = np.zeros((2, 1, 7), np.float32)  # channel 1: (0, x)-(0, x+1)
+    affinities[1, 0, :3] = [0.2, 0.5, 0.4]
+    affinities[1, 0, 3:6] = [0.1, 0.0, 0.9]
+    row = SHORT_2D
+    check = {0.3: [1, 2, 2, 2, 0, 3, 3],  # round 1: 2 takes voxel 2 (0.4); round 2: voxel 1 from 2 (0.5)
+             0.4: [1, 2, 2, 2, 0, 3, 3],  # an edge at fill counts
+             0.45: [1, 0, 0, 2, 0, 3, 3],  # nothing reaches fill from a labelled voxel
+             0.0: [1, 1, 2, 2, 2, 3, 3]}  # round 1: voxel 1 from 1 (0.2 > 0.0 from nothing else), 2 from 2, 4 from 2
+    for fill, expected in check.items():
+        np.testing.assert_array_equal(tidy(labels, affinities, row, fill=fill)[0], expected, err_msg=str(fill))
+    # segment 3 (one voxel) has no adjacent segment: it becomes 0, then fill=0 floods it from segment 2;
+    # voxel 2 goes to 1 across 0.5, not to 2 across 0.4
+    labels = np.array([[1, 1, 0, 2, 2, 0, 3]], np.uint64)
+    np.testing.assert_array_equal(tidy(labels, affinities, row, min_fragment=2)[0], [1, 1, 0, 2, 2, 0, 0])
+    np.testing.assert_array_equal(tidy(labels, affinities, row, min_fragment=2, fill=0.0)[0], [1, 1, 1, 2, 2, 2, 2])
+    # a voxel that no segment reaches stays 0
+    np.testing.assert_array_equal(tidy(np.zeros((1, 7), np.uint64), affinities, row, 3, 0.0), np.zeros((1, 7)))
+    with pytest.raises(UserError, match="min_fragment"):
+        tidy(labels, affinities, row, min_fragment=-1)
+    with pytest.raises(UserError, match="fill"):
+        tidy(labels, affinities, row, fill="all")
+    with pytest.raises(UserError, match="nearest-neighbour"):
+        mutex_watershed(np.zeros((1, 6, 6), np.float32), [[0, 2]], min_fragment=2)
 
 
 # -- agglomeration ------------------------------------------------------------------------------
@@ -339,7 +449,12 @@ def test_grid_is_the_cartesian_product():
     assert {(c["seed_threshold"], c["mask_threshold"]) for c in combos} == set(
         itertools.product([0.1, 0.2], [0.5, 0.7, 0.9])
     )
-    assert grid("mutex_watershed", {"bias": [[-0.5, -0.5, -0.8]]}) == [{"bias": [-0.5, -0.5, -0.8]}]
+    combos = grid("mutex_watershed", {"bias": [[-0.5, -0.5, -0.8]], "min_fragment": 10})
+    assert combos == [{"bias": [-0.5, -0.5, -0.8], "min_fragment": 10, "fill": fill} for fill in (0.25, 0.0)]
+    for name in ("mutex_watershed", "agglomerate"):  # validation sweeps these on the CPU: a few runs only
+        combos = grid(name)
+        assert len(combos) <= 14 and {c["fill"] for c in combos} == {0.25, 0.0}, name
+        assert combos[0]["fill"] == 0.25  # on ties the first wins: keep background
     with pytest.raises(UserError, match="'agglomerate' has no parameter 'bias'"):
         grid("agglomerate", {"bias": [0.1]})
 

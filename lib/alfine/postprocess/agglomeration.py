@@ -20,6 +20,9 @@ Only the nearest-neighbour channels of the affinities are used (see :mod:`.affin
 3. Merging. Repeatedly merge the two adjacent segments of highest mean affinity while that mean
    is above ``threshold``; the merged segment's edges to each neighbour add their sums and counts,
    so the mean stays the mean over all voxel edges between the two segments.
+4. Tidying (:func:`tidy`, also used by mutex watershed): segments smaller than ``min_fragment``
+   voxels are merged into their best neighbour, and with ``fill`` the voxels left at 0 are grown
+   into from the segments around them.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
+import fastremap
 import numpy as np
 
+from ..errors import UserError
 from .affinities import check_affinities, edge_slices, nearest_neighbour_channels
 from .instance import label_components
 from .labels import finish_instances
@@ -39,12 +44,18 @@ def agglomerate(
     offsets: Sequence[Sequence[int]],
     threshold: float = 0.5,
     min_size: int = 0,
+    min_fragment: int = 0,
+    fill: float | None = None,
 ) -> np.ndarray:
     """Segments of mean-affinity agglomeration (see the module), uint64 labels 1..n, 0 = background.
 
     Channel ``c`` at voxel ``v`` is the affinity between ``v`` and ``v + offsets[c]``; only the
-    nearest-neighbour offsets are used (at least one is needed). Objects smaller than
-    ``min_size`` voxels become background.
+    nearest-neighbour offsets are used (at least one is needed). A voxel none of whose edges is
+    above ``threshold`` is left at 0. Then :func:`tidy` with ``min_fragment`` and ``fill``: no
+    segment smaller than ``min_fragment`` voxels is left where it has a neighbour, and with
+    ``fill`` the voxels at 0 joined to segments by edges of affinity at least ``fill`` join them
+    (``fill=0``: every voxel connected to a segment). Last, objects smaller than ``min_size``
+    voxels become background.
     """
     affinities, offsets = check_affinities(affinities, offsets)
     channels = nearest_neighbour_channels(offsets)
@@ -52,7 +63,95 @@ def agglomerate(
     fragments = fragment(affinities, offsets, threshold)
     pairs, sums, counts = region_graph(fragments, affinities, offsets)
     segment_of = merge_by_mean_affinity(int(fragments.max()), pairs, sums, counts, threshold)
-    return finish_instances(segment_of[fragments], min_size)
+    segments = tidy(segment_of[fragments], affinities, offsets, min_fragment, fill)
+    return finish_instances(segments, min_size)
+
+
+def tidy(
+    labels: np.ndarray,
+    affinities: np.ndarray,
+    offsets: Sequence[Sequence[int]],
+    min_fragment: int = 0,
+    fill: float | None = None,
+) -> np.ndarray:
+    """``labels`` (0 = unassigned) with small segments merged away and, with ``fill``, voxels at 0 filled.
+
+    Only the nearest-neighbour channels of ``affinities`` are used (a :class:`UserError` if there
+    are none and there is something to do). Two steps, both deterministic:
+
+    1. ``min_fragment > 1``: while a segment smaller than ``min_fragment`` voxels has an adjacent
+       segment (face neighbours), the adjacent pair of highest mean affinity (over the voxel
+       edges between them) among the pairs with such a small end merges, and the sizes add up
+       (:func:`merge_by_mean_affinity` with sizes). So a small segment joins its best neighbour
+       however low that mean is. Segments still smaller than ``min_fragment`` (with no adjacent
+       segment) become 0.
+    2. ``fill`` not None: the segments grow into the voxels at 0, in rounds, along edges whose
+       affinity is at least ``fill``; each voxel reached takes the label across its strongest
+       such edge to a voxel labelled in the round before (:func:`_grow`), so a voxel goes to the
+       segment that reaches it first. Voxels no such path of edges reaches from a segment stay 0.
+       Affinities lie in [0, 1], so ``fill=0`` fills every voxel connected to a segment: nothing
+       is background. A ``fill`` between 0 and the level at which the method left voxels at 0
+       keeps the voxels whose affinities are all low as background.
+
+    Returns uint64 labels; the ids of segments kept whole are not renumbered.
+    """
+    labels = np.asarray(labels)
+    min_fragment = _check_min_fragment(min_fragment)
+    if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float, np.number))):
+        raise UserError(f"fill must be a number (an affinity level) or null, got {fill!r}")
+    if min_fragment <= 1 and fill is None:
+        return labels.astype(np.uint64, copy=False)
+    affinities, offsets = check_affinities(affinities, offsets)
+    channels = nearest_neighbour_channels(offsets)
+    affinities, offsets = np.ascontiguousarray(affinities[channels]), offsets[channels]
+    labels = np.array(labels, dtype=np.uint64)  # a copy: steps write into it
+    if min_fragment > 1 and labels.any():
+        labels = _merge_small(labels, affinities, offsets, min_fragment)
+    if fill is not None:
+        seeds = _next_to_unlabelled(labels, offsets)
+        # _grow follows edges above its threshold: the float64 just below fill admits those at fill (a numpy
+        # float64, not a Python float, so that float32 affinities are compared in float64)
+        below = np.nextafter(np.float64(fill), -np.inf)
+        labels = _grow(labels, seeds, affinities, offsets, below)
+    return labels
+
+
+def _check_min_fragment(min_fragment: int) -> int:
+    """``min_fragment`` as an int; a :class:`UserError` unless it is a non-negative integer."""
+    if isinstance(min_fragment, bool) or not isinstance(min_fragment, (int, np.integer)) or min_fragment < 0:
+        raise UserError(f"min_fragment must be a non-negative integer, got {min_fragment!r}")
+    return int(min_fragment)
+
+
+def _merge_small(labels: np.ndarray, affinities: np.ndarray, offsets: np.ndarray, min_fragment: int) -> np.ndarray:
+    """Step 1 of :func:`tidy` on uint64 ``labels``."""
+    compact, remapping = fastremap.renumber(labels, preserve_zero=True)
+    compact = compact.astype(np.uint64, copy=False)
+    nodes = int(compact.max())
+    sizes = np.bincount(compact.ravel().astype(np.int64), minlength=nodes + 1)
+    pairs, sums, counts = region_graph(compact, affinities, offsets)
+    touches_small = sizes[pairs].min(axis=1, initial=min_fragment) < min_fragment  # the others never merge
+    pairs, sums, counts = pairs[touches_small], sums[touches_small], counts[touches_small]
+    roots = merge_by_mean_affinity(nodes, pairs, sums, counts, -np.inf, sizes=sizes, small=min_fragment)
+    roots = roots.astype(np.int64)
+    merged_sizes = np.bincount(roots, weights=sizes, minlength=nodes + 1)
+    original = np.zeros(nodes + 1, np.uint64)  # compact id -> the caller's id
+    for old, new in remapping.items():
+        original[new] = old
+    segment_of = np.where(merged_sizes[roots] < min_fragment, 0, original[roots]).astype(np.uint64)
+    segment_of[0] = 0
+    return segment_of[compact]
+
+
+def _next_to_unlabelled(labels: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Flat indices (ascending) of the labelled voxels with an unlabelled face neighbour along ``offsets``."""
+    border = np.zeros(labels.shape, bool)
+    unlabelled = labels == 0
+    for offset in offsets:
+        here, there = edge_slices(labels.shape, offset)
+        border[here] |= unlabelled[there]
+        border[there] |= unlabelled[here]
+    return np.flatnonzero(border & ~unlabelled)
 
 
 def fragment(affinities: np.ndarray, offsets: np.ndarray, threshold: float) -> np.ndarray:
@@ -148,13 +247,21 @@ def region_graph(
 
 
 def merge_by_mean_affinity(
-    nodes: int, pairs: np.ndarray, sums: np.ndarray, counts: np.ndarray, threshold: float
+    nodes: int,
+    pairs: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    threshold: float,
+    sizes: np.ndarray | None = None,
+    small: int = 0,
 ) -> np.ndarray:
     """``segment_of[node]`` for nodes 0..``nodes`` after greedy mean-affinity merging (step 3 of the module).
 
     Node 0 (background) has no edges and stays 0. Each segment is named by one of its nodes;
     equal means are merged in the order of their (smaller id, larger id), so the result is
-    deterministic.
+    deterministic. With ``sizes`` (``[nodes + 1]``, e.g. voxels per node), only pairs of which
+    at least one segment is smaller than ``small`` merge; a merged segment's size is the sum of
+    its nodes' sizes.
     """
     # Each edge's [sum, count] is one list shared by both ends' neighbour dicts.
     neighbours: list[dict[int, list]] = [{} for _ in range(nodes + 1)]
@@ -164,11 +271,16 @@ def merge_by_mean_affinity(
         heap.append((-total / count, u, v))
     heapq.heapify(heap)
     parent = np.arange(nodes + 1, dtype=np.uint64)
+    size = None if sizes is None else np.asarray(sizes, dtype=np.int64).tolist()
     while heap and -heap[0][0] > threshold:
         negative_mean, u, v = heapq.heappop(heap)
         edge = neighbours[u].get(v)
         if edge is None or edge[0] / edge[1] != -negative_mean:
             continue  # an edge that a merge removed or changed
+        if size is not None:
+            if min(size[u], size[v]) >= small:
+                continue  # sizes only grow: this pair never merges
+            size[u] = size[v] = size[u] + size[v]
         if len(neighbours[u]) < len(neighbours[v]):
             u, v = v, u
         del neighbours[u][v]

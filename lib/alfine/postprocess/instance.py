@@ -61,7 +61,10 @@ def watershed(
 
     Flooding visits voxels in order of rising level and gives each unlabelled face neighbour the
     label of the voxel it is reached from, so a voxel belongs to the seed that reaches it at the
-    lowest level. Seeds outside the mask are ignored and mask voxels that no seed reaches stay 0.
+    lowest level. Seeds outside the mask are ignored. Every mask voxel gets an object: a connected
+    component of the mask (face neighbours) that holds no seed is one object of its own (an object
+    too faint for the seed threshold is still an object; it is never joined to another across
+    voxels outside the mask).
     """
     from skimage.segmentation import watershed as flood
 
@@ -73,7 +76,10 @@ def watershed(
     )
     mask = height > mask_level
     seeds = _seeds(height, seed_level, min_seed_distance)
-    return finish_instances(flood(-height, markers=seeds, mask=mask, connectivity=1), min_size)
+    labels = flood(-height, markers=seeds, mask=mask, connectivity=1).astype(np.uint64, copy=False)
+    unseeded = label_components(mask & (labels == 0))
+    labels = np.where(unseeded != 0, unseeded + labels.max(), labels)
+    return finish_instances(labels, min_size)
 
 
 def _seeds(height: np.ndarray, level: float, min_distance: int | None) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import UserError
 from .affinities import check_affinities
+from .agglomeration import tidy
 from .labels import finish_instances
 
 
@@ -18,6 +19,8 @@ def mutex_watershed(
     strides: int | Sequence[Sequence[int]] = 2,
     randomized_strides: bool = False,
     min_size: int = 0,
+    min_fragment: int = 0,
+    fill: float | None = None,
 ) -> np.ndarray:
     """The mutex watershed segmentation of ``affinities + bias``, uint64 labels 1..n (0 = background).
 
@@ -32,7 +35,14 @@ def mutex_watershed(
     each axis (``s=1`` keeps all); or an explicit per-channel list of per-axis strides, as
     mwatershed takes them. With ``randomized_strides`` each edge of a channel is kept with
     probability ``1 / prod(stride)`` instead, drawn anew on every call (so the result is not
-    reproducible). Objects smaller than ``min_size`` voxels become background.
+    reproducible).
+
+    Then :func:`.agglomeration.tidy` on the nearest-neighbour channels (at least one is needed
+    for it): segments smaller than ``min_fragment`` voxels merge into the adjacent segment of
+    highest mean affinity (those with no adjacent segment become background), and with ``fill``
+    the voxels at 0 joined to segments by edges of affinity at least ``fill`` join them
+    (``fill=0``: every voxel connected to a segment; None: none). Last, objects smaller than
+    ``min_size`` voxels become background.
     """
     import mwatershed
 
@@ -46,7 +56,7 @@ def mutex_watershed(
         strides=_strides(strides, offsets),
         randomized_strides=bool(randomized_strides),
     )
-    return finish_instances(labels, min_size)
+    return finish_instances(tidy(labels, affinities, offsets, min_fragment, fill), min_size)
 
 
 def _per_channel(bias: float | Sequence[float], channels: int) -> np.ndarray:

@@ -22,6 +22,10 @@ from .mutex import mutex_watershed
 from .semantic import argmax, threshold
 
 _STEPS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+# The affinity methods' tidying (see agglomeration.tidy): fragments below 20 or 100 voxels merged away; voxels
+# at 0 filled along edges of at least 0.25 (low-affinity voxels stay background) or 0 (nothing is background).
+# Listed first, the choice that keeps background wins ties.
+TIDY_GRID = {"min_fragment": [20, 100], "fill": [0.25, 0.0]}
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,8 @@ METHODS: dict[str, Method] = {
     "watershed": Method(
         watershed, {"seed_threshold": [0.2, 0.4, 0.6, 0.8], "mask_threshold": [-0.2, 0.0, 0.2]}, instances=True
     ),
-    "mutex_watershed": Method(mutex_watershed, {"bias": [-value for value in reversed(_STEPS)]}, instances=True),
-    "agglomerate": Method(agglomerate, {"threshold": _STEPS}, instances=True),
+    "mutex_watershed": Method(mutex_watershed, {"bias": [-0.7, -0.5, -0.3], **TIDY_GRID}, instances=True),
+    "agglomerate": Method(agglomerate, {"threshold": [0.3, 0.5, 0.7], **TIDY_GRID}, instances=True),
 }
 
 
