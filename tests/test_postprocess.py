@@ -550,3 +550,29 @@ def test_background_only_gives_no_objects():
     for name in ("connected_components", "mutex_watershed", "agglomerate"):
         labels = run(name, empty, {}, offsets=SHORT_3D)
         assert labels.shape == (5, 6, 7) and labels.dtype == np.uint64 and not labels.any(), name
+
+
+@pytest.mark.parametrize("method, core", [("mutex_watershed", {"bias": -0.5}), ("agglomerate", {"threshold": 0.5})])
+def test_a_sweep_reuses_the_core_result_only_for_the_same_input(method, core):
+    """A sweep over min_fragment and fill reuses the method's core result, which equals a fresh one;
+    an array changed in place, or another core parameter, is computed anew."""
+    from alfine.postprocess import reuse
+    from alfine.postprocess.registry import run as run_method
+
+    offsets = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    affinities = affinities_from(cells_3d(), offsets)
+    affinities += np.random.default_rng(4).normal(0, 0.3, affinities.shape).astype(affinities.dtype)
+    affinities = np.clip(affinities, 0, 1).astype(np.float32)
+    results = []
+    for tidy_params in ({}, {"min_fragment": 20, "fill": 0.0}, {"min_fragment": 5, "fill": 0.25}):
+        results.append(run_method(method, affinities, {**core, **tidy_params}, offsets=offsets))
+        reuse._LAST.clear()
+        np.testing.assert_array_equal(results[-1], run_method(method, affinities, {**core, **tidy_params},
+                                                              offsets=offsets))
+    assert not np.array_equal(results[0], results[1])
+    run_method(method, affinities, core, offsets=offsets)
+    affinities[:, :4] = 0.0  # the same array object, other values: no stale result
+    changed = run_method(method, affinities, core, offsets=offsets)
+    reuse._LAST.clear()
+    np.testing.assert_array_equal(changed, run_method(method, affinities, core, offsets=offsets))
+    assert not np.array_equal(changed, results[0])

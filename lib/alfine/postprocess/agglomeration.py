@@ -37,6 +37,7 @@ from ..errors import UserError
 from .affinities import check_affinities, edge_slices, nearest_neighbour_channels
 from .instance import label_components
 from .labels import finish_instances
+from .reuse import digest, last_or_compute
 
 
 def agglomerate(
@@ -60,10 +61,14 @@ def agglomerate(
     affinities, offsets = check_affinities(affinities, offsets)
     channels = nearest_neighbour_channels(offsets)
     affinities, offsets = affinities[channels], offsets[channels]
-    fragments = fragment(affinities, offsets, threshold)
-    pairs, sums, counts = region_graph(fragments, affinities, offsets)
-    segment_of = merge_by_mean_affinity(int(fragments.max()), pairs, sums, counts, threshold)
-    segments = tidy(segment_of[fragments], affinities, offsets, min_fragment, fill)
+
+    def merged() -> np.ndarray:
+        fragments = fragment(affinities, offsets, threshold)
+        pairs, sums, counts = region_graph(fragments, affinities, offsets)
+        return merge_by_mean_affinity(int(fragments.max()), pairs, sums, counts, threshold)[fragments]
+
+    segments = last_or_compute("agglomerate", (digest(affinities), offsets.tobytes(), float(threshold)), merged)
+    segments = tidy(segments, affinities, offsets, min_fragment, fill)
     return finish_instances(segments, min_size)
 
 

@@ -10,6 +10,7 @@ from ..errors import UserError
 from .affinities import check_affinities
 from .agglomeration import tidy
 from .labels import finish_instances
+from .reuse import digest, last_or_compute
 
 
 def mutex_watershed(
@@ -50,12 +51,15 @@ def mutex_watershed(
     edges = affinities.astype(np.float64) + _per_channel(bias, len(offsets)).reshape((-1,) + (1,) * offsets.shape[1])
     if np.isnan(edges).any():
         raise UserError("affinities contain NaN")
-    labels = mwatershed.agglom(
-        edges,
-        offsets.tolist(),
-        strides=_strides(strides, offsets),
-        randomized_strides=bool(randomized_strides),
-    )
+    chosen = _strides(strides, offsets)
+
+    def segmented() -> np.ndarray:
+        return mwatershed.agglom(edges, offsets.tolist(), strides=chosen, randomized_strides=bool(randomized_strides))
+
+    if randomized_strides:  # a new draw every call: nothing to reuse
+        labels = segmented()
+    else:
+        labels = last_or_compute("mutex_watershed", (digest(edges), offsets.tobytes(), str(chosen)), segmented)
     return finish_instances(tidy(labels, affinities, offsets, min_fragment, fill), min_size)
 
 
