@@ -14,8 +14,9 @@ from alfine.configs import from_dict
 from alfine.datasplits import Dataset, Datasplit
 from alfine.errors import UserError
 from alfine.geometry import format_roi
+from alfine.postprocess import grid
 from alfine.synthetic import SyntheticParams, generate_block
-from alfine.tasks import TaskConfig
+from alfine.tasks import AffinitiesTask, TaskConfig
 from alfine.training.config import RunConfig
 from alfine.training.rundir import RunDirectory
 from alfine.validation import best_for, read_best
@@ -82,7 +83,9 @@ def affinities_run(tmp_path, monkeypatch):
 
 def test_validation_rows_best_and_outputs(affinities_run, capsys):
     run, tmp_path = affinities_run
-    rows_per_iteration = 2 * (5 + 9)  # two datasets, mutex_watershed (5 biases) + agglomerate (9 thresholds)
+    sweep = sum(len(grid(post.method, post.grid)) for post in AffinitiesTask().postprocessing())
+    assert sweep == 12 + 12  # mutex watershed and agglomeration: 3 levels x 2 fragment sizes x 2 fills each
+    rows_per_iteration = 2 * sweep  # two datasets
     summary = validate(capsys, "--run", run, "--iteration", "5")
     assert summary["validated"] == [5] and summary["main_metric"] == "voi"
     lines = (tmp_path / "run" / "validation.jsonl").read_text().splitlines()
