@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # The alfine pipeline on the embedded default: a synthetic volume, local files, no server.
 # Everything is written under $DEMO (default: demo/); re-running reuses what is there.
+# Settings (environment; examples/slurm.sh takes the same ones, and gives the same scores with them):
+# DEMO, SHAPE (the training volume), VALIDATE_SHAPE, ARCHITECTURE (a JSON architecture config),
+# DEMO_ITERATIONS, INTERVAL (iterations between checkpoints and validations), INPUT_SHAPE (the exported
+# model's input, e.g. 108,108,108: larger than training's means fewer blocks and less context computed twice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=${DEMO:-demo}
+SHAPE=${SHAPE:-96,128,128}
+VALIDATE_SHAPE=${VALIDATE_SHAPE:-40,96,96}
+ARCHITECTURE=${ARCHITECTURE:-'{"kind": "unet", "input_shape": [68, 68, 68], "num_fmaps": 6, "fmap_inc_factor": 2,
+                   "downsample_factors": [[2, 2, 2], [2, 2, 2]]}'}
+INTERVAL=${INTERVAL:-100}
 mkdir -p "$DEMO"
 
 echo "== 1. synthesize an EM-like volume with instance labels" >&2
-alfine-synthesize --output "$DEMO/data.zarr" --shape 96,128,128 --voxel-size 8,8,8 --seed 1 \
+alfine-synthesize --output "$DEMO/data.zarr" --shape "$SHAPE" --voxel-size 8,8,8 --seed 1 \
     --preview "$DEMO/preview.png" > "$DEMO/synthesize.json"
 
 python3 - "$DEMO" <<'PY' >&2
@@ -54,9 +63,9 @@ for key in ("voi_split", "voi_merge", "adapted_rand_error", "match_f1", "false_s
     print(f"  {key:<20} {s[key]:.4f}  ({arrow})" if isinstance(s[key], float) else f"  {key:<20} {s[key]}  ({arrow})")
 PY
 
-echo "== 5. train a small UNet to predict affinities, validating every 100 iterations on a second volume" >&2
+echo "== 5. train a small UNet to predict affinities, validating every $INTERVAL iterations on a second volume" >&2
 echo "   (a few minutes on 2 CPU cores; resumes if re-run)" >&2
-alfine-synthesize --output "$DEMO/validate.zarr" --shape 40,96,96 --voxel-size 8,8,8 --seed 2 \
+alfine-synthesize --output "$DEMO/validate.zarr" --shape "$VALIDATE_SHAPE" --voxel-size 8,8,8 --seed 2 \
     > "$DEMO/synthesize-validate.json"
 cat > "$DEMO/run.json" <<JSON
 {
@@ -65,14 +74,13 @@ cat > "$DEMO/run.json" <<JSON
                            "mask": "$DEMO/data.zarr/mask"}],
                 "validate": [{"raw": "$DEMO/validate.zarr/raw", "labels": "$DEMO/validate.zarr/labels",
                               "mask": "$DEMO/validate.zarr/mask"}]},
-  "architecture": {"kind": "unet", "input_shape": [68, 68, 68], "num_fmaps": 6, "fmap_inc_factor": 2,
-                   "downsample_factors": [[2, 2, 2], [2, 2, 2]]},
+  "architecture": $ARCHITECTURE,
   "task": {"kind": "affinities", "neighborhood": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
   "trainer": {"batch_size": 2, "learning_rate": 0.003, "num_workers": 2, "seed": 1, "min_masked": 0.2},
   "iterations": ${DEMO_ITERATIONS:-400},
-  "checkpoint_interval": 100,
-  "snapshot_interval": 50,
-  "validation_interval": 100
+  "checkpoint_interval": $INTERVAL,
+  "snapshot_interval": $(( (INTERVAL + 1) / 2 )),
+  "validation_interval": $INTERVAL
 }
 JSON
 alfine-train --run-config "$DEMO/run.json" --run "$DEMO/runs/demo-affinities" > "$DEMO/train.json"
@@ -117,7 +125,7 @@ PY
 
 echo "== 7. export the best model by VOI to ONNX, with validation's best post-processing in model.json" >&2
 alfine-export-model --run "$DEMO/runs/demo-affinities" --iteration best --criterion voi \
-    --output "$DEMO/model.onnx" > "$DEMO/export.json"
+    ${INPUT_SHAPE:+--input-shape "$INPUT_SHAPE"} --output "$DEMO/model.onnx" > "$DEMO/export.json"
 
 echo "== 8. predict the training volume blockwise with onnxruntime on 2 workers (seam-free)" >&2
 alfine-predict-block --model "$DEMO/model.onnx" --input "$DEMO/data.zarr/raw" \
