@@ -178,7 +178,7 @@ class LaunchedWorker:
         path = os.path.join(self.log_dir, f"worker-{worker}.log")
         args = worker_command(self.launcher, self.command, context.to_env() if context is not None else "")
         if self.markers_url:
-            args.insert(args.index("env") + 1, f"{MARKERS_ENV}={self.markers_url}")
+            args.insert(args.index(f"{WORKER_ENV}=1") + 1, f"{MARKERS_ENV}={self.markers_url}")
         with open(path, "ab") as out:
             out.write(("$ " + shlex.join(args) + "\n").encode())
             out.flush()
