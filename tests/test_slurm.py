@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from slurm_cluster import HOW_TO_ENABLE, missing  # tests/ is on sys.path
 
 from alfine.volumes import open_volume
 
+if missing():  # one line for the whole file
+    pytest.skip(f"Slurm tests skipped: {missing()}; to run them, {HOW_TO_ENABLE}", allow_module_level=True)
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.xdist_group("slurm")
