@@ -30,7 +30,7 @@ demo: $(STAMP)
 	bash examples/local.sh
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib tools tests

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # The alfine pipeline on the embedded default: a synthetic volume, local files, no server.
 # Everything is written under $DEMO (default: demo/); re-running reuses what is there.
+# Settings (environment; examples/slurm.sh takes the same ones, and gives the same scores with them):
+# DEMO, SHAPE (the training and held-out volumes), VALIDATE_SHAPE, and for the run config
+# (examples/demo_run_config.py over examples/configs/demo-run.json) ARCHITECTURE (a JSON architecture
+# config), DEMO_ITERATIONS, INTERVAL (iterations between checkpoints and validations); INPUT_SHAPE (the
+# exported model's input, e.g. 108,108,108: larger than training's means fewer blocks and less context
+# computed twice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=${DEMO:-demo}
+SHAPE=${SHAPE:-96,128,128}
+VALIDATE_SHAPE=${VALIDATE_SHAPE:-96,160,160}
 mkdir -p "$DEMO"
 
 echo "== 1. synthesize an EM-like volume with instance labels" >&2
-alfine-synthesize --output "$DEMO/data.zarr" --shape 96,128,128 --voxel-size 8,8,8 --seed 1 \
+alfine-synthesize --output "$DEMO/data.zarr" --shape "$SHAPE" --voxel-size 8,8,8 --seed 1 \
     --preview "$DEMO/preview.png" > "$DEMO/synthesize.json"
 
 python3 - "$DEMO" <<'PY' >&2
@@ -56,19 +64,9 @@ PY
 
 echo "== 5. train a small UNet to predict affinities, validating on a second volume (another seed)" >&2
 echo "   (a few minutes on 2 CPU cores; resumes if re-run; the model and trainer: examples/configs/demo-run.json)" >&2
-alfine-synthesize --output "$DEMO/validate.zarr" --shape 96,160,160 --voxel-size 8,8,8 --seed 2 \
+alfine-synthesize --output "$DEMO/validate.zarr" --shape "$VALIDATE_SHAPE" --voxel-size 8,8,8 --seed 2 \
     > "$DEMO/synthesize-validate.json"
-python3 - "$DEMO" "${DEMO_ITERATIONS:-}" <<'PY'
-import json, sys
-demo, iterations = sys.argv[1], sys.argv[2]
-run = json.load(open("examples/configs/demo-run.json"))
-def dataset(container):
-    return {name: f"{demo}/{container}/{name}" for name in ("raw", "labels", "mask")}
-run["datasplit"] = {"train": [dataset("data.zarr")], "validate": [dataset("validate.zarr")]}
-if iterations:
-    run["iterations"] = int(iterations)
-json.dump(run, open(f"{demo}/run.json", "w"), indent=1)
-PY
+python3 examples/demo_run_config.py "$DEMO" > "$DEMO/run.json"
 alfine-train --run-config "$DEMO/run.json" --run "$DEMO/runs/demo-affinities" > "$DEMO/train.json"
 python3 - "$DEMO" <<'PY' >&2
 import json, sys
@@ -111,10 +109,10 @@ PY
 
 echo "== 7. export the best model by VOI to ONNX, with validation's best post-processing in model.json" >&2
 alfine-export-model --run "$DEMO/runs/demo-affinities" --iteration best --criterion voi \
-    --output "$DEMO/model.onnx" > "$DEMO/export.json"
+    ${INPUT_SHAPE:+--input-shape "$INPUT_SHAPE"} --output "$DEMO/model.onnx" > "$DEMO/export.json"
 
 echo "== 8. a held-out volume (a third seed, never trained or validated on), predicted blockwise with onnxruntime" >&2
-alfine-synthesize --output "$DEMO/heldout.zarr" --shape 96,128,128 --voxel-size 8,8,8 --seed 3 \
+alfine-synthesize --output "$DEMO/heldout.zarr" --shape "$SHAPE" --voxel-size 8,8,8 --seed 3 \
     > "$DEMO/synthesize-heldout.json"
 alfine-predict-block --model "$DEMO/model.onnx" --input "$DEMO/heldout.zarr/raw" \
     --output "$DEMO/predictions.zarr/affinities" --workers 2 > "$DEMO/predict.json"

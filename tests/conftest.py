@@ -1,9 +1,12 @@
-"""Shared fixtures: a local S3 endpoint (moto on 127.0.0.1) and a read-only HTTP server."""
+"""Shared fixtures: a local S3 endpoint (moto on 127.0.0.1), a read-only HTTP server, and a one-node Slurm
+cluster on this host (tests/slurm_cluster.py; skipped with one line where Slurm is not installed)."""
 
 import functools
 import http.server
 import logging
 import os
+import shutil
+import tempfile
 import threading
 
 import pytest
@@ -23,6 +26,25 @@ def s3_server():
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A one-node Slurm (slurmctld, slurmd, munged) started for this session; yields its client environment
+    (``SLURM_CONF``). Its folder is new in /tmp (munged wants a socket folder every user may enter, which
+    pytest's base folder is not); its daemons are stopped by pid at the end and the folder removed."""
+    from slurm_cluster import HOW_TO_ENABLE, SlurmCluster, missing
+
+    reason = missing()
+    if reason:
+        pytest.skip(f"Slurm tests skipped: {reason}; to run them, {HOW_TO_ENABLE}")
+    folder = tempfile.mkdtemp(prefix="alfine-slurm-")
+    cluster = SlurmCluster(folder, cpus=max(4, os.cpu_count() or 1)).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -71,3 +71,13 @@ def test_the_worker_command_is_quoted_as_words():
     words = worker_command("bsub -q 'gpu short' -R \"rusage[mem=8000]\"", ["alfine-x", "--roi", "0,0:1,1"], "ctx")
     assert words[:6] == ["bsub", "-q", "gpu short", "-R", "rusage[mem=8000]", "env"]
     assert words[-3:] == ["alfine-x", "--roi", "0,0:1,1"] and "DAISY_CONTEXT=ctx" in words
+
+
+def test_a_launcher_that_returns_at_submission_is_refused_or_stops_the_job(cluster):
+    root, env = cluster
+    refused = targets(env, "out.zarr/nok", "--workers", "2", "--launcher", "bsub -q short -n 2")
+    assert refused.returncode == 2 and "add -K" in refused.stderr, refused.stderr
+    assert not (root / "out.zarr" / "nok").exists()  # refused before anything was written
+    detached = targets(env, "out.zarr/detached", "--workers", "2", "--launcher", "sh -c '\"$@\" > /dev/null 2>&1 &' x")
+    assert detached.returncode == 2, detached.stderr
+    assert "before its worker ended: a launcher must last as long as its worker" in detached.stderr.splitlines()[-1]

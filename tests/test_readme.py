@@ -1,7 +1,7 @@
 """No stale docs: every alfine command in the README's shell blocks names a real command and real flags.
 
 (The pipelines themselves run in tests: examples/local.sh is `make demo`, tests/test_examples.py
-runs examples/s3.sh and examples/lsf.sh.)
+runs examples/s3.sh and examples/lsf.sh, tests/test_slurm.py examples/slurm.sh.)
 """
 
 import dataclasses
@@ -50,7 +50,8 @@ def flags_of(command: str) -> set[str]:
     return {"--help"} | {"--" + f.name.replace("_", "-") for f in dataclasses.fields(module.Options)}
 
 
-@pytest.mark.parametrize("document", ["README.md", "examples/local.sh", "examples/s3.sh", "examples/lsf.sh"])
+@pytest.mark.parametrize("document", ["README.md", "examples/local.sh", "examples/s3.sh", "examples/lsf.sh",
+                                      "examples/slurm.sh"])
 def test_every_documented_command_and_flag_exists(document):
     text = (ROOT / document).read_text()
     scripts = shell_blocks(text) if document.endswith(".md") else [text.replace("\\\n", " ")]

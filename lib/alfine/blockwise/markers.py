@@ -115,6 +115,12 @@ class DoneMarkers:
         if self.fs.exists(f"{self.path}/stop"):
             self.fs.rm_file(f"{self.path}/stop")
 
+    def clear_workers(self) -> None:
+        """Forget the ends recorded by an earlier run's launched workers (``workers/``; see
+        :class:`~alfine.blockwise.launch.LaunchedWorker`), whose ids the next run's workers reuse."""
+        if self.fs.exists(f"{self.path}/workers"):
+            self.fs.rm(f"{self.path}/workers", recursive=True)
+
 
 def markers_url_for(output_url: str) -> str:
     """Where the markers of the output volume ``output_url`` live: ``CONTAINER/.alfine-blocks/ARRAY``."""

@@ -101,6 +101,7 @@ def run_blocks(
     markers.start()
     if launch.serving(name):  # a worker a launcher started: serve the scheduler's blocks, then end
         served = launch.serve(_DaisyBlockFunction(layout, process, markers.url, max_retries))
+        launch.record_end()  # the launcher that started this worker may return now
         log.info("worker processed %d block(s) of %s", served, name)
         raise SystemExit(0)
     if block_id is not None:
@@ -181,12 +182,13 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
     folder = launch.log_folder(name)
     markers.clear_stop()
     markers.clear_failures()
+    daisy.logging.set_log_basedir(folder)  # daisy's own worker output goes there, not to this terminal
     if launcher:
         log.info("starting %d worker(s) with %r; their logs: %s", workers, launcher, folder)
-        function = launch.LaunchedWorker(launcher, launch.invocation(), folder)
+        markers.clear_workers()
+        function = launch.LaunchedWorker(launcher, launch.invocation(), folder, markers.url)
     else:
         log.debug("worker logs: %s", folder)
-        daisy.logging.set_log_basedir(folder)
         function = _DaisyBlockFunction(layout, process, markers.url, max_retries)
     skip = np.zeros(layout.grid_shape, dtype=np.uint8)
     skip.reshape(-1)[sorted(done)] = 1

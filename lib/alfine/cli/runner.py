@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import typing
@@ -47,6 +48,32 @@ class Common:
 
 class UsageError(Exception):
     """A flag value that cannot be used; reported as ``error:`` with exit code 2."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: a scheduler's time limit (Slurm, LSF), scancel/bkill, or a shutdown."""
+
+
+TERMINATED = ("terminated by SIGTERM (a scheduler's time limit, scancel or bkill, or a shutdown); what was "
+              "finished is kept (done blocks, checkpoints): run the same command again to resume")
+
+
+def _catch_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` in this process, so a job stopped at its time limit says so in its
+    log (exit 143, as the signal's); processes forked from it (data loaders) end as the signal says."""
+    main = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (a test calling run() from a thread): keep the default
+        pass
 
 
 def _env_name(field: dataclasses.Field) -> str:
@@ -194,6 +221,10 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
     try:
         options, given = _parse(options_cls, argv, prog, description)
         debug = options.debug
+        if getattr(options, "launcher", None):
+            from ..blockwise.launch import check_launcher
+
+            check_launcher(options.launcher)
         _record_invocation(options_cls, argv)
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr, force=True,
                             format=f"{prog}: %(message)s")
@@ -205,6 +236,7 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
 
         progress.set_enabled(not options.no_progress)
         started = time.perf_counter()
+        _catch_sigterm()
         named, allow_any = _allowed_code(options_cls, options, given)
         with code_gate.restricted(named, allow_any):
             summary = body(options)
@@ -215,6 +247,9 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{prog}: {TERMINATED}", file=sys.stderr, flush=True)
+        return 143
     except BrokenPipeError:  # stdout closed early (`... | head`): nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -7,8 +7,11 @@ units over the spatial axes; channel axes come first and are always read whole.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -349,6 +352,41 @@ def prepare_volume(
     chunks = channels + tuple(min(c, s) for c, s in zip(chunk_shape, spatial_shape, strict=True))
     shard_shape = None if shards is None else channels + tuple(shards)
 
+    # Job array elements start at once and each creates the output if it is missing: one creates it, the
+    # others wait for it (an OS lock in the container, locally) and reopen it.
+    args = (url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape, zarr_format,
+            compression, fill_value, overwrite, scale)
+    with _creating(parsed):
+        for attempt in range(20):
+            try:
+                return _create_or_reopen(*args)
+            except Exception as e:  # another process created it between our look and our write (object stores)
+                if type(e).__name__ not in ("ContainsArrayError", "ContainsGroupError") or attempt == 19:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _creating(parsed: VolumeUrl) -> Iterator[None]:
+    """Hold an OS lock on ``CONTAINER/.alfine-blocks/create.lock`` (local containers; elsewhere nothing)."""
+    if not parsed.is_local:
+        yield
+        return
+    import fcntl
+
+    folder = os.path.join(parsed.local_container, ".alfine-blocks")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "create.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape,
+                      zarr_format, compression, fill_value, overwrite, scale) -> Volume:
     if not overwrite and exists(url):
         existing = open_volume(url, mode="r+")
         wanted = {"shape": shape, "dtype": str(dtype), "chunks": chunks, "voxel_size": tuple(voxel_size),
