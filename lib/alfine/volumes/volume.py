@@ -356,6 +356,8 @@ def prepare_volume(
     # others wait for it (an OS lock in the container, locally) and reopen it.
     args = (url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape, zarr_format,
             compression, fill_value, overwrite, scale)
+    if not overwrite and exists(url):  # reopened or refused: nothing to create, so no lock to leave behind
+        return _create_or_reopen(*args)
     with _creating(parsed):
         for attempt in range(20):
             try:
@@ -369,20 +371,20 @@ def prepare_volume(
 
 @contextlib.contextmanager
 def _creating(parsed: VolumeUrl) -> Iterator[None]:
-    """Hold an OS lock on ``CONTAINER/.alfine-blocks/create.lock`` (local containers; elsewhere nothing)."""
+    """Hold an OS lock on the container's folder while creating in it (local containers; elsewhere
+    nothing). The lock is on the folder itself, so it leaves no file behind."""
     if not parsed.is_local:
         yield
         return
     import fcntl
 
-    folder = os.path.join(parsed.local_container, ".alfine-blocks")
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "create.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    os.makedirs(parsed.local_container, exist_ok=True)
+    folder = os.open(parsed.local_container, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # releases the lock
 
 
 def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape,
