@@ -166,6 +166,25 @@ def test_a_killed_postprocess_run_is_finished_by_a_re_run(capsys, tmp_path, monk
     assert_same_partition(resumed, components(data > 0.7, 18))
 
 
+def test_overwrite_computes_every_block_again(capsys, tmp_path, monkeypatch):
+    """--overwrite creates the output anew, so its done markers are stale: every block is computed again
+    (before, the blocks marked done were skipped and left empty in the new array)."""
+    monkeypatch.chdir(tmp_path)
+    data = noise((16, 16, 16), seed=5)
+    write(f"{tmp_path}/d.zarr/pred", data, (1, 1, 1), (0, 0, 0), (8, 8, 8))
+    args = ["--input", f"{tmp_path}/d.zarr/pred", "--output", f"{tmp_path}/s.zarr/fragments", "--method",
+            "connected_components", "--params", '{"threshold": 0.6}', "--block-shape", "8,8,8"]
+    code, captured = run(postprocess, capsys, *args)
+    assert code == 0 and json.loads(captured.out)["processed"] == 8
+    first = open_volume(f"{tmp_path}/s.zarr/fragments").read()
+    assert (first != 0).any()
+    code, captured = run(postprocess, capsys, *args)
+    assert code == 0 and json.loads(captured.out)["processed"] == 0  # a plain re-run reuses every block
+    code, captured = run(postprocess, capsys, *args, "--overwrite")
+    assert code == 0 and json.loads(captured.out)["processed"] == 8, captured.err
+    np.testing.assert_array_equal(open_volume(f"{tmp_path}/s.zarr/fragments").read(), first)
+
+
 def test_relabel_block_by_block_and_in_place(capsys, tmp_path, monkeypatch):
     """A job array run twice (--block-id N for every N) relabels in place; a re-run does nothing."""
     monkeypatch.chdir(tmp_path)

@@ -2,13 +2,18 @@
 
 A marker directory holds ``layout.json`` (the layout that started the output) and one empty
 file per finished block under ``done/``. Re-running with the same layout skips finished
-blocks; a different layout is refused rather than mixed. Works on any fsspec URL.
+blocks; a different layout is refused rather than mixed. Where the output records a creation
+token (``alfine_created``, new each time the array is created), ``output`` holds the token the
+markers belong to: markers of an array since deleted and created again (``--overwrite``) are
+stale and dropped, so its blocks are computed again rather than skipped and left empty.
+Works on any fsspec URL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -16,19 +21,24 @@ from collections.abc import Iterator
 from ..errors import UserError
 from .layout import BlockLayout
 
+log = logging.getLogger(__name__)
+
 
 class DoneMarkers:
     """The finished blocks of ``layout`` for one output, recorded under ``url``."""
 
-    def __init__(self, url: str, layout: BlockLayout):
+    def __init__(self, url: str, layout: BlockLayout, output_token: str | None = None):
         import fsspec
 
         self.url = url.rstrip("/")
         self.layout = layout
+        self.output_token = output_token
         self.fs, self.path = fsspec.core.url_to_fs(self.url)
 
     def start(self) -> None:
-        """Record the layout, or check it against the recorded one (refusing a mismatch)."""
+        """Record the layout, or check it against the recorded one (refusing a mismatch); drop the
+        markers of another creation of the output (see the module)."""
+        self._forget_stale()
         layout_file = f"{self.path}/layout.json"
         mine = self.layout.to_json()
         if self.fs.exists(layout_file):
@@ -41,6 +51,21 @@ class DoneMarkers:
             return
         self.fs.makedirs(f"{self.path}/done", exist_ok=True)
         self.fs.pipe_file(layout_file, (json.dumps(mine, indent=2) + "\n").encode())
+
+    def _forget_stale(self) -> None:
+        if self.output_token is None:
+            return
+        token_file = f"{self.path}/output"
+        if self.fs.exists(token_file):
+            if self.fs.cat_file(token_file).decode().strip() == self.output_token:
+                return
+            log.warning("%s: the output was created anew since these markers were written; "
+                        "its blocks are computed again", self.url)
+            for name in ("done", "failed", "stop", "layout.json"):
+                if self.fs.exists(f"{self.path}/{name}"):
+                    self.fs.rm(f"{self.path}/{name}", recursive=True)
+        self.fs.makedirs(self.path, exist_ok=True)
+        self.fs.pipe_file(token_file, self.output_token.encode())
 
     def done_ids(self) -> set[int]:
         """The ids of the finished blocks."""

@@ -68,5 +68,5 @@ def run(name: str, blocks: BlockLayout, output: Volume, process: Callable[[Block
         block_id: int | None = None, launcher: str | None = None) -> dict:
     """Run ``process`` over ``blocks`` writing ``output``: chunk-aligned, resumable, one block or all."""
     check_chunk_aligned(blocks, output.chunk_shape * output.voxel_size, output.offset, output.url.url)
-    markers = DoneMarkers(markers_url_for(output.url.url), blocks)
+    markers = DoneMarkers(markers_url_for(output.url.url), blocks, output.array.attrs.get("alfine_created"))
     return run_blocks(name, blocks, process, markers, workers=workers, block_id=block_id, launcher=launcher)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -433,7 +434,7 @@ def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, s
         dtype=dtype,
         fill_value=fill_value,
         compressors=compressor if compressor is not None else None,
-        attributes={**geometry.funlib_attributes(),
+        attributes={**geometry.funlib_attributes(), "alfine_created": uuid.uuid4().hex,
                     **({"alfine_scale": scale[0], "alfine_offset": scale[1]} if scale else {})},
         overwrite=overwrite,
         **kwargs,
