@@ -1,0 +1,85 @@
+"""A blockwise command killed (SIGKILL on its whole process group) part way and run again gives the bytes
+of an uninterrupted run. (predict-block, training and in-place relabel have their own kill tests in
+test_predict_block_tool.py, test_training.py and test_relabel_resume.py.)"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from funlib.geometry import Roi
+
+from alfine.synthetic import SyntheticParams, generate_block
+from alfine.volumes import open_volume, prepare_volume
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+SHAPE = (32, 48, 48)
+TASK = {"kind": "affinities", "neighborhood": [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 4]], "lsds": True,
+        "lsd_sigma": 32}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kill")
+    arrays = generate_block(SHAPE, (8, 8, 8), (0, 0, 0), (0, 0, 0), SHAPE, SyntheticParams(seed=5, cell_size=120.0))
+    roi = Roi((0, 0, 0), tuple(s * 8 for s in SHAPE))
+    prepare_volume(f"{root}/d.zarr/labels", roi, (8, 8, 8), np.uint64, (16, 16, 16)).write(roi, arrays["labels"])
+    noisy = (arrays["labels"] > 0) * 0.8 + np.random.default_rng(1).random(SHAPE) * 0.3
+    prepare_volume(f"{root}/d.zarr/pred", roi, (8, 8, 8), np.float32, (16, 16, 16)).write(roi, noisy.astype(np.float32))
+    (root / "task.json").write_text(json.dumps(TASK))
+    subprocess.run([str(BIN / "alfine-postprocess-block"), "--input", f"{root}/d.zarr/pred", "--output",
+                    f"{root}/d.zarr/fragments", "--method", "connected_components", "--params", '{"threshold": 0.5}',
+                    "--block-shape", "16,16,16", "--no-progress"], check=True, capture_output=True, cwd=root)
+    return root
+
+
+def command(name: str, data: Path, output: str) -> tuple[list[str], str]:
+    """The command line writing ``output`` (a container), and the folder of its done markers."""
+    if name == "make-targets":
+        args = ["--labels", f"{data}/d.zarr/labels", "--task", f"{data}/task.json", "--output", f"{output}/targets",
+                "--block-shape", "8,8,8", "--chunk-shape", "8,8,8"]
+        markers = f"{output}/.alfine-blocks/targets/done"
+    elif name == "postprocess-block":
+        args = ["--input", f"{data}/d.zarr/pred", "--output", f"{output}/fragments", "--method", "watershed",
+                "--params", '{"seed_threshold": 0.9, "mask_threshold": 0.5}', "--block-shape", "16,16,16"]
+        markers = f"{output}/.alfine-blocks/fragments/done"
+    else:  # relabel into a new output
+        args = ["--input", f"{data}/d.zarr/fragments", "--output", f"{output}/objects"]
+        markers = f"{output}/.alfine-relabel/objects/write-done/done"
+    return [str(BIN / f"alfine-{name}"), *args, "--workers", "2", "--no-progress"], markers
+
+
+def array_of(name: str, output: str) -> np.ndarray:
+    return open_volume(f"{output}/{ {'make-targets': 'targets', 'postprocess-block': 'fragments'}.get(name, 'objects')}"
+                       ).read()
+
+
+@pytest.mark.parametrize("name", ["make-targets", "postprocess-block", "relabel"])
+def test_a_killed_run_run_again_gives_the_bytes_of_a_clean_run(name, data, tmp_path):
+    output = str(tmp_path / "out.zarr")
+    line, markers = command(name, data, output)
+    driver = subprocess.Popen(line, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None and (
+            not os.path.isdir(markers) or len(os.listdir(markers)) < 3):
+        time.sleep(0.01)
+    assert driver.poll() is None, "the run ended before it could be killed"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    finished = len(os.listdir(markers)) if os.path.isdir(markers) else 0
+    again = subprocess.run(line, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    clean_output = str(tmp_path / "clean.zarr")
+    clean = subprocess.run(command(name, data, clean_output)[0], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    np.testing.assert_array_equal(array_of(name, output), array_of(name, clean_output))
+    total = json.loads(again.stdout)["blocks"]
+    assert 3 <= finished < total, "the run must be killed part way"
