@@ -37,6 +37,17 @@ def test_every_command_has_help(command):
     for flag in ["--config", "--debug", "--no-progress", *DESIGN_FLAGS.get(command, [])]:
         assert flag in result.stdout, f"alfine-{command} --help lacks {flag}"
     assert "ALFINE_<FLAG>" in result.stdout and "Exit codes" in result.stdout
+    assert "--version" in result.stdout
+
+
+def test_every_command_and_alfine_print_the_version():
+    from alfine import __version__
+
+    for line, expected in ((["alfine", "--version"], f"alfine {__version__}"),
+                           (["alfine", "relabel", "--version"], f"alfine-relabel (alfine) {__version__}"),
+                           (["alfine-evaluate", "--version"], f"alfine-evaluate (alfine) {__version__}")):
+        result = _run(*line)
+        assert result.returncode == 0 and result.stdout.strip() == expected, (line, result.stdout, result.stderr)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -32,6 +32,11 @@ def main(argv=None) -> int:
         except BrokenPipeError:  # `alfine | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    if args[0] == "--version":
+        from alfine import __version__
+
+        print(f"alfine {__version__}")
+        return 0
     command = args[0].removeprefix("alfine-")
     if command not in COMMANDS:
         print(f"alfine: error: unknown command {args[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)

@@ -153,8 +153,12 @@ def build_parser(options_cls: type, prog: str, description: str) -> tuple[argpar
     Required flags are checked after merging (they may come from ``--config`` or the
     environment), so argparse itself requires nothing.
     """
+    from .. import __version__
+
     parser = ArgumentParser(options_cls, prog=prog, description=description, epilog=ENV_HELP,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"{prog} (alfine) {__version__}",
+                        help="print the version and exit")
     required = set()
     for action in parser._actions:
         if action.required and action.option_strings:
