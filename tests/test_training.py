@@ -203,3 +203,26 @@ def test_crops_reach_past_the_volume_as_inference_reads_it(data):
     for index in range(20):
         begin = inside(index)["raw_begin"]
         assert np.all(begin >= 0) and np.all(begin + 28 * 8 <= extent)
+
+
+def test_stats_reach_the_file_between_checkpoints_and_a_resume_drops_a_killed_runs_extra_lines(
+        data, tmp_path, monkeypatch):
+    from alfine.training import trainer
+
+    monkeypatch.setattr(trainer, "STATS_EVERY", 2)
+    monkeypatch.setattr(trainer, "STATS_SECONDS", 0.0)
+    seen = []
+    append = RunDirectory.append_stats
+
+    def spy(self, stats, new):
+        append(self, stats, new)
+        seen.append([s["iteration"] for s in self.read_stats()])
+
+    monkeypatch.setattr(RunDirectory, "append_stats", spy)
+    url = str(tmp_path / "run")
+    train(_run(data, checkpoint_interval=6), url, device="cpu", iterations=5)
+    assert seen[:2] == [[1, 2], [1, 2, 3, 4]]  # written before the first checkpoint (at 5, the last iteration)
+    RunDirectory(url).append_stats([{"iteration": 6, "loss": 1.0}, {"iteration": 7, "loss": 1.0}], 2)
+    train(_run(data, checkpoint_interval=6), url, device="cpu")  # as after a kill: lines beyond the checkpoint
+    assert [s["iteration"] for s in RunDirectory(url).read_stats()] == [1, 2, 3, 4, 5, 6]
+    assert RunDirectory(url).read_stats()[-1]["loss"] != 1.0

@@ -4,7 +4,8 @@
 
     RUN/run.json              the resolved run config (a different one is refused)
     RUN/checkpoints/N.pt      model, optimiser, scheduler and RNG state after N iterations
-    RUN/stats.jsonl           one line per iteration (loss, learning rate, step time, data wait)
+    RUN/stats.jsonl           one line per iteration (loss, learning rate, step time, data wait), added
+                              every 10 iterations (at most every 5 s) and at checkpoints
     RUN/loss.png              the loss curve
     RUN/snapshots.zarr/N/     raw, labels, target, weights and prediction of a batch
     RUN/validation.jsonl      validation scores, one line per (iteration, dataset, post-processing parameters)
@@ -135,3 +136,12 @@ class RunDirectory:
 
     def write_stats(self, stats: list[dict]) -> None:
         self.write_text("stats.jsonl", "".join(json.dumps(s) + "\n" for s in stats))
+
+    def append_stats(self, stats: list[dict], new: int) -> None:
+        """Add the last ``new`` lines of ``stats`` (all the run's stats so far) to ``stats.jsonl``: appended on
+        a local disk, the file written whole elsewhere (object stores cannot append)."""
+        if not self.local:
+            self.write_stats(stats)
+            return
+        with open(self.file("stats.jsonl"), "a") as handle:
+            handle.write("".join(json.dumps(s) + "\n" for s in stats[len(stats) - new:]))

@@ -26,6 +26,9 @@ from .schedule import Schedule
 
 log = logging.getLogger(__name__)
 
+STATS_EVERY, STATS_SECONDS = 10, 5.0
+"""stats.jsonl gets the new lines every STATS_EVERY iterations, but not more often than every STATS_SECONDS."""
+
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "radam": torch.optim.RAdam,
               "sgd": torch.optim.SGD}
 
@@ -160,6 +163,8 @@ def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device) -> dict:
              run.name, start, run.iterations, tuple(shapes.input_shape), tuple(shapes.output_shape),
              t.num_workers, device)
 
+    run_dir.write_stats(stats)  # lines a killed run wrote after its last checkpoint are dropped here too
+    written, last_write = len(stats), time.perf_counter()
     model.train()
     began = time.perf_counter()
     waited = 0.0
@@ -196,6 +201,9 @@ def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device) -> dict:
                           "data_wait": round(t1 - t0, 5)})
             bar.update()
             bar.set_postfix(loss=f"{value:.4f}")
+            if len(stats) - written >= STATS_EVERY and time.perf_counter() - last_write >= STATS_SECONDS:
+                run_dir.append_stats(stats, len(stats) - written)  # people watch the loss between checkpoints
+                written, last_write = len(stats), time.perf_counter()
             if run.snapshot_interval and iteration % run.snapshot_interval == 0:
                 from .snapshots import write_snapshot
 
@@ -205,9 +213,11 @@ def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device) -> dict:
             checkpointed = iteration % run.checkpoint_interval == 0 or iteration == run.iterations
             if checkpointed:
                 _checkpoint(run_dir, iteration, model, optimizer, scheduler, scaler, stats)
+                written, last_write = len(stats), time.perf_counter()
             if run.validation_interval and iteration % run.validation_interval == 0 and run.datasplit.validate:
                 if not checkpointed:  # validation reads the iteration's checkpoint
                     _checkpoint(run_dir, iteration, model, optimizer, scheduler, scaler, stats)
+                    written, last_write = len(stats), time.perf_counter()
                 _validate(run_dir, iteration, device)
     del batches  # stops the loader workers now
     seconds = time.perf_counter() - began
