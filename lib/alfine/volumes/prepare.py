@@ -1,0 +1,196 @@
+"""Creating output volumes: an array with its geometry, or a matching one reopened.
+
+:func:`prepare_volume` makes the array an output is written into: zarr format 2 or 3, chunked
+(and sharded) as asked, compressed, with funlib attributes on the array and an OME-NGFF
+multiscales entry on its group. An existing array that matches is reopened (so a re-run resumes
+into it); one that differs is refused, naming both. Each creation records a new token
+(``alfine_created``), which tells done markers of an earlier creation from current ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from funlib.geometry import Coordinate, Roi
+
+from ..errors import VolumeError
+from ..geometry import check_aligned
+from . import metadata as md
+from .urls import VolumeUrl, parse_volume_url
+from .volume import COMPRESSIONS, Volume, exists, open_volume
+
+log = logging.getLogger(__name__)
+
+ZSTD_LEVEL = 3
+"""blosc zstd level of written volumes: on uint64 labels level 3 compresses 3x faster than level 5 (21 vs 62 ms
+for 128^3 synthetic labels) to a 14% larger file (1.8% vs 1.6% of the raw bytes)."""
+
+
+def _compressor(name: str, zarr_format: int, dtype: np.dtype):
+    if name not in COMPRESSIONS:
+        raise VolumeError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
+    if name == "none":
+        return None
+    if zarr_format == 2:
+        import numcodecs
+
+        if name == "gzip":
+            return numcodecs.GZip(level=5)
+        return numcodecs.Blosc(cname="zstd", clevel=ZSTD_LEVEL, shuffle=numcodecs.Blosc.SHUFFLE)
+    import zarr.codecs
+
+    if name == "gzip":
+        return zarr.codecs.GzipCodec(level=5)
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="shuffle", typesize=dtype.itemsize)
+
+
+def prepare_volume(
+    url: str,
+    roi: Roi,
+    voxel_size: Sequence[int],
+    dtype,
+    chunk_shape: Sequence[int],
+    channels: Sequence[int] = (),
+    axis_names: Sequence[str] | None = None,
+    units: Sequence[str] | None = None,
+    zarr_format: int = 2,
+    shards: Sequence[int] | None = None,
+    compression: str = "zstd",
+    fill_value: float = 0,
+    overwrite: bool = False,
+    scale: tuple[float, float] | None = None,
+) -> Volume:
+    """Create the volume at ``url`` (open for writing), or reopen it when it already matches.
+
+    A volume that exists with another shape, dtype, chunking or geometry is refused with an
+    error naming both, unless ``overwrite`` (which deletes it first). ``roi`` must lie on the
+    grid of ``voxel_size``; ``chunk_shape`` (and ``shards``, zarr format 3 only) are spatial
+    shapes in voxels; channel axes are chunked whole. ``scale`` ``(scale, offset)`` makes an
+    integer volume quantised (see :class:`Volume`).
+    """
+    parsed = parse_volume_url(url)
+    voxel_size = Coordinate(voxel_size)
+    dtype = np.dtype(dtype)
+    channels = tuple(int(c) for c in channels)
+    chunk_shape = Coordinate(chunk_shape)
+    if parsed.read_only or parsed.is_n5:
+        raise VolumeError(f"{url}: cannot create a volume here (read-only protocol or N5); write zarr")
+    if not parsed.path:
+        raise VolumeError(f"{url}: names a container, not an array inside it (e.g. {url}/raw)")
+    if zarr_format not in (2, 3):
+        raise VolumeError(f"{url}: zarr format must be 2 or 3, not {zarr_format}")
+    if shards is not None and zarr_format != 3:
+        raise VolumeError(f"{url}: sharding needs zarr format 3")
+    if scale is not None:
+        if dtype.kind not in "ui":
+            raise VolumeError(f"{url}: only integer volumes can be quantised, not {dtype}")
+        scale = (float(scale[0]), float(scale[1]))
+    check_aligned(roi, voxel_size, roi.begin, url)
+    if roi.begin % voxel_size != Coordinate((0,) * roi.dims):
+        raise VolumeError(f"{url}: offset {tuple(roi.begin)} is not a multiple of the voxel size {tuple(voxel_size)}")
+    spatial_shape = roi.shape / voxel_size
+    if len(chunk_shape) != roi.dims:
+        raise VolumeError(f"{url}: chunk shape {tuple(chunk_shape)} has {len(chunk_shape)} axes, the region {roi.dims}")
+    geometry = md.Geometry.default(len(channels) + roi.dims, roi.dims, voxel_size, roi.begin, units)
+    if axis_names is not None:
+        geometry = md.Geometry(geometry.voxel_size, geometry.offset, tuple(axis_names), geometry.units)
+    shape = channels + tuple(spatial_shape)
+    chunks = channels + tuple(min(c, s) for c, s in zip(chunk_shape, spatial_shape, strict=True))
+    shard_shape = None if shards is None else channels + tuple(shards)
+
+    # Job array elements start at once and each creates the output if it is missing: one creates it, the
+    # others wait for it (an OS lock in the container, locally) and reopen it.
+    args = (url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape, zarr_format,
+            compression, fill_value, overwrite, scale)
+    if not overwrite and exists(url):  # reopened or refused: nothing to create, so no lock to leave behind
+        return _create_or_reopen(*args)
+    with _creating(parsed):
+        for attempt in range(20):
+            try:
+                return _create_or_reopen(*args)
+            except Exception as e:  # another process created it between our look and our write (object stores)
+                if type(e).__name__ not in ("ContainsArrayError", "ContainsGroupError") or attempt == 19:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _creating(parsed: VolumeUrl) -> Iterator[None]:
+    """Hold an OS lock on the container's folder while creating in it (local containers; elsewhere
+    nothing). The lock is on the folder itself, so it leaves no file behind."""
+    if not parsed.is_local:
+        yield
+        return
+    import fcntl
+
+    os.makedirs(parsed.local_container, exist_ok=True)
+    folder = os.open(parsed.local_container, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # releases the lock
+
+
+def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape,
+                      zarr_format, compression, fill_value, overwrite, scale) -> Volume:
+    if not overwrite and exists(url):
+        existing = open_volume(url, mode="r+")
+        wanted = {"shape": shape, "dtype": str(dtype), "chunks": chunks, "voxel_size": tuple(voxel_size),
+                  "offset": tuple(roi.begin), "axis_names": geometry.axis_names, "scale": scale}
+        have = {"shape": existing.shape, "dtype": str(existing.dtype), "chunks": tuple(existing.array.chunks),
+                "voxel_size": tuple(existing.voxel_size), "offset": tuple(existing.offset),
+                "axis_names": existing.geometry.axis_names, "scale": existing.scale}
+        if shard_shape is not None:
+            wanted["shards"], have["shards"] = shard_shape, tuple(existing.array.shards or ())
+        diff = [k for k in wanted if wanted[k] != have[k]]
+        if diff:
+            mine = ", ".join(f"{k}={wanted[k]}" for k in diff)
+            theirs = ", ".join(f"{k}={have[k]}" for k in diff)
+            raise VolumeError(f"{url} exists with {theirs}, but this step writes {mine}; "
+                              "remove it or write to another --output")
+        log.info("reopening existing %s", url)
+        return existing
+
+    import zarr
+
+    try:
+        root = zarr.open_group(parsed.store, mode="a", zarr_format=zarr_format)
+    except Exception as e:
+        raise VolumeError(
+            f"{parsed.container}: cannot create or open a zarr container ({type(e).__name__}: {e})"
+        ) from None
+    group_format = root.metadata.zarr_format
+    if group_format != zarr_format:
+        raise VolumeError(f"{url}: the container is zarr format {group_format}, asked for format {zarr_format}")
+    group = root.require_group(parsed.parent_path) if parsed.parent_path else root
+    kwargs: dict[str, Any] = {}
+    if zarr_format == 2:
+        kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+    else:
+        kwargs["dimension_names"] = [n.rstrip("^") for n in geometry.axis_names]
+    compressor = _compressor(compression, zarr_format, dtype)
+    array = group.create_array(
+        parsed.name,
+        shape=shape,
+        chunks=chunks,
+        shards=shard_shape,
+        dtype=dtype,
+        fill_value=fill_value,
+        compressors=compressor if compressor is not None else None,
+        attributes={**geometry.funlib_attributes(), "alfine_created": uuid.uuid4().hex,
+                    **({"alfine_scale": scale[0], "alfine_offset": scale[1]} if scale else {})},
+        overwrite=overwrite,
+        **kwargs,
+    )
+    entry = md.ome_multiscale_entry(parsed.name, geometry, zarr_format)
+    group.attrs.put(md.with_ome_entry(group.attrs.asdict(), entry, zarr_format))
+    return Volume(parsed, array, geometry, writable=True, scale=scale)
