@@ -1,12 +1,12 @@
-"""Write the demo's run config: examples/configs/demo-run.json with the volumes under a folder.
+"""Write the demo's run config: examples/configs/run.json (network, task, trainer) on the demo's volumes.
 
-    python3 examples/demo_run_config.py FOLDER > FOLDER/run.json
+    python3 examples/demo_run_config.py > FOLDER/run.json
 
-The datasplit trains on FOLDER/data.zarr and validates on FOLDER/validate.zarr (raw, labels, mask).
-Environment (all optional): DEMO_ITERATIONS (iterations), INTERVAL (iterations between checkpoints
-and validations; snapshots at half of it), ARCHITECTURE (a JSON architecture config replacing the
-demo's). examples/local.sh and examples/slurm.sh both use it, so with the same settings they train
-the same run.
+The datasplit trains on FOLDER/data.zarr and validates on FOLDER/validate.zarr (raw, labels, mask),
+written as paths relative to FOLDER/run.json. Environment (all optional): DEMO_ITERATIONS
+(iterations), INTERVAL (iterations between checkpoints and validations; snapshots at half of it),
+ARCHITECTURE (a JSON architecture config replacing the demo's). examples/local.sh and
+examples/slurm.sh both use it, so with the same settings they train the same run.
 """
 
 import json
@@ -14,14 +14,18 @@ import os
 import sys
 from pathlib import Path
 
-folder = sys.argv[1]
-run = json.loads((Path(__file__).parent / "configs" / "demo-run.json").read_text())
+CONFIGS = Path(__file__).parent / "configs"
+run = json.loads((CONFIGS / "run.json").read_text())
+for part in ("architecture", "task", "trainer"):
+    if isinstance(run[part], str):  # a file of the config store, relative to run.json
+        run[part] = json.loads((CONFIGS / run[part]).read_text())
 
 
 def dataset(container: str) -> dict:
-    return {name: f"{folder}/{container}/{name}" for name in ("raw", "labels", "mask")}
+    return {name: f"{container}/{name}" for name in ("raw", "labels", "mask")}
 
 
+run["name"] = "demo-affinities"
 run["datasplit"] = {"train": [dataset("data.zarr")], "validate": [dataset("validate.zarr")]}
 if os.environ.get("DEMO_ITERATIONS"):
     run["iterations"] = int(os.environ["DEMO_ITERATIONS"])

@@ -3,7 +3,7 @@
 # Everything is written under $DEMO (default: demo/); re-running reuses what is there.
 # Settings (environment; examples/slurm.sh takes the same ones, and gives the same scores with them):
 # DEMO, SHAPE (the training and held-out volumes), VALIDATE_SHAPE, and for the run config
-# (examples/demo_run_config.py over examples/configs/demo-run.json) ARCHITECTURE (a JSON architecture
+# (examples/demo_run_config.py over examples/configs/run.json) ARCHITECTURE (a JSON architecture
 # config), DEMO_ITERATIONS, INTERVAL (iterations between checkpoints and validations); INPUT_SHAPE (the
 # exported model's input, e.g. 108,108,108: larger than training's means fewer blocks and less context
 # computed twice).
@@ -34,7 +34,7 @@ how to look at it:
 PY
 
 echo "== 2. the targets of an affinities task (short and long range, with LSDs), blockwise" >&2
-alfine-make-targets --labels "$DEMO/data.zarr/labels" --task examples/configs/affinities.json \
+alfine-make-targets --labels "$DEMO/data.zarr/labels" --task examples/configs/tasks/affinities-lsds.json \
     --output "$DEMO/data.zarr/affinities" --weights "$DEMO/data.zarr/affinities_known" \
     --mask "$DEMO/data.zarr/mask" --workers 2 > "$DEMO/targets.json"
 
@@ -63,10 +63,10 @@ for key in ("voi_split", "voi_merge", "adapted_rand_error", "match_f1", "false_s
 PY
 
 echo "== 5. train a small UNet to predict affinities, validating on a second volume (another seed)" >&2
-echo "   (a few minutes on 2 CPU cores; resumes if re-run; the model and trainer: examples/configs/demo-run.json)" >&2
+echo "   (a few minutes on 2 CPU cores; resumes if re-run; the model and trainer: examples/configs/run.json)" >&2
 alfine-synthesize --output "$DEMO/validate.zarr" --shape "$VALIDATE_SHAPE" --voxel-size 8,8,8 --seed 2 \
     > "$DEMO/synthesize-validate.json"
-python3 examples/demo_run_config.py "$DEMO" > "$DEMO/run.json"
+python3 examples/demo_run_config.py > "$DEMO/run.json"
 alfine-train --run-config "$DEMO/run.json" --run "$DEMO/runs/demo-affinities" > "$DEMO/train.json"
 python3 - "$DEMO" <<'PY' >&2
 import json, sys

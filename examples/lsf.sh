@@ -28,13 +28,12 @@ mkdir -p "$WORK/logs"
 # data: a synthetic volume to train on and one to validate on (replace with your own volumes)
 $ALFINE synthesize --output "$WORK/data.zarr" --shape "$SHAPE" --voxel-size 8,8,8 --seed 1 > /dev/null
 $ALFINE synthesize --output "$WORK/validate.zarr" --shape "$SHAPE" --voxel-size 8,8,8 --seed 2 > /dev/null
-cat > "$WORK/run.json" <<JSON
+cat > "$WORK/run.json" <<JSON  # paths in a config are relative to its folder
 {
   "name": "lsf-affinities",
-  "datasplit": {"train": [{"raw": "$WORK/data.zarr/raw", "labels": "$WORK/data.zarr/labels",
-                           "mask": "$WORK/data.zarr/mask"}],
-                "validate": [{"raw": "$WORK/validate.zarr/raw", "labels": "$WORK/validate.zarr/labels",
-                              "mask": "$WORK/validate.zarr/mask"}]},
+  "datasplit": {"train": [{"raw": "data.zarr/raw", "labels": "data.zarr/labels", "mask": "data.zarr/mask"}],
+                "validate": [{"raw": "validate.zarr/raw", "labels": "validate.zarr/labels",
+                              "mask": "validate.zarr/mask"}]},
   "architecture": $ARCHITECTURE,
   "task": {"kind": "affinities", "neighborhood": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
   "trainer": {"batch_size": 2, "learning_rate": 0.003, "num_workers": 4, "seed": 1},

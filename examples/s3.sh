@@ -25,6 +25,7 @@ WORKERS=${WORKERS:-2}
 ARCHITECTURE=${ARCHITECTURE:-'{"kind": "unet", "input_shape": [68, 68, 68], "num_fmaps": 6, "fmap_inc_factor": 2,
                  "downsample_factors": [[2, 2, 2], [2, 2, 2]]}'}
 mkdir -p "$OUT"
+case $ROOT in *://*) ;; *) mkdir -p "$ROOT" && ROOT=$(cd "$ROOT" && pwd) ;; esac  # run.json (in $OUT) names it
 
 echo "== synthesize a training and a validation volume into $ROOT" >&2
 $ALFINE synthesize --output "$ROOT/data.zarr" --shape "$SHAPE" --voxel-size 8,8,8 --seed 1 > "$OUT/synthesize.json"

@@ -56,7 +56,7 @@ job() {  # job ARGS...: "$ALFINE ARGS" as one command line for sbatch --wrap, ea
 $ALFINE synthesize --output "$WORK/data.zarr" --shape "$SHAPE" --voxel-size 8,8,8 --seed 1 > /dev/null
 $ALFINE synthesize --output "$WORK/validate.zarr" --shape "$VALIDATE_SHAPE" --voxel-size 8,8,8 --seed 2 > /dev/null
 $ALFINE synthesize --output "$WORK/heldout.zarr" --shape "$SHAPE" --voxel-size 8,8,8 --seed 3 > /dev/null
-python3 examples/demo_run_config.py "$WORK" > "$WORK/run.json"  # examples/configs/demo-run.json, these volumes
+python3 examples/demo_run_config.py > "$WORK/run.json"  # examples/configs/run.json on these volumes
 RUN="$WORK/runs/demo-affinities"
 
 echo "== training: one job (validates at its validation interval; submit again to resume)" >&2

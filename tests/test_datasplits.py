@@ -53,13 +53,15 @@ def test_csv_with_optional_columns_and_defaults(tmp_path):
                 "validate,b.zarr/raw,b.zarr/labels,,\n")
     split = load_datasplit(url)
     (train,), (validate,) = split.train, split.validate
-    assert (train.raw, train.labels, train.mask, train.weight) == ("a.zarr/raw", "a.zarr/labels", "a.zarr/mask", 3.0)
+    assert (train.raw, train.labels, train.mask, train.weight) == (  # relative paths: beside the file
+        f"{tmp_path}/a.zarr/raw", f"{tmp_path}/a.zarr/labels", f"{tmp_path}/a.zarr/mask", 3.0)
     assert (validate.mask, validate.weight, validate.name) == (None, 1.0, "b/raw")
     assert isinstance(train.normalisation, DtypeRange)
 
     url = write(tmp_path, "short.csv", "labels,raw,role\nx.zarr/gt,x.zarr/em,train\n")
     (only,) = load_datasplit(url).train
-    assert (only.raw, only.labels, only.mask, only.weight) == ("x.zarr/em", "x.zarr/gt", None, 1.0)
+    assert (only.raw, only.labels, only.mask, only.weight) == (f"{tmp_path}/x.zarr/em", f"{tmp_path}/x.zarr/gt",
+                                                              None, 1.0)
 
 
 @pytest.mark.parametrize("rows, message", [

@@ -92,3 +92,58 @@ def test_run_directory_alone_without_run_json_is_refused_and_nothing_is_created(
         assert captured.err.strip().splitlines() == [captured.err.strip()]
         assert "error: " in captured.err and f"{directory} has no run.json" in captured.err
     assert not (tmp_path / "missing").exists() and list(empty.iterdir()) == []
+
+
+def test_a_run_file_names_its_parts_by_path_relative_to_its_folder(store, capsys, tmp_path, monkeypatch):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "split.csv").write_text("role,raw,labels\ntrain,../d.zarr/raw,../d.zarr/labels\n")
+    (configs / "run.json").write_text(json.dumps({
+        "name": "by-path", "datasplit": "split.csv", "architecture": "../store/architectures/tiny.json",
+        "task": "../store/tasks/fg.json", "trainer": "../store/trainers/quick.json", "iterations": 1}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the paths mean the same from any working directory
+    code, captured = _train(capsys, "--run-config", "../configs/run.json", "--run", str(tmp_path / "by-path"))
+    assert code == 0, captured.err
+    recorded = json.loads((tmp_path / "by-path" / "run.json").read_text())
+    (dataset,) = recorded["datasplit"]["train"]
+    assert (dataset["raw"], dataset["labels"]) == (f"{tmp_path}/d.zarr/raw", f"{tmp_path}/d.zarr/labels")
+    assert recorded["architecture"]["input_shape"] == [28, 28, 28] and recorded["task"]["kind"] == "binary"
+
+
+def test_a_stored_csv_datasplit_is_a_part_like_a_json_one(store, capsys):
+    (store / "datasplits" / "table.csv").write_text("role,raw,labels\ntrain,../../d.zarr/raw,../../d.zarr/labels\n")
+    assert ConfigStore(str(store)).list("datasplits") == ["synth", "table"]
+    code, captured = _train(capsys, "--store", str(store), "--datasplit", "table", "--architecture", "tiny",
+                            "--task", "fg", "--trainer", "quick", "--iterations", "1")
+    assert code == 0, captured.err
+    (dataset,) = load_run(str(store), "table-tiny-fg-quick-r0").datasplit.train
+    assert (dataset.raw, dataset.labels) == (f"{store.parent}/d.zarr/raw", f"{store.parent}/d.zarr/labels")
+
+
+def test_a_missing_part_file_is_a_one_line_error_and_nothing_is_created(store, capsys, tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({
+        "name": "x", "datasplit": "nowhere.csv", "architecture": "../store/architectures/tiny.json",
+        "task": {"kind": "binary", "from_instances": True}, "trainer": {}}))
+    code, captured = _train(capsys, "--run-config", str(tmp_path / "run.json"), "--run", str(tmp_path / "x"))
+    assert code == 2 and captured.out == "" and f"{tmp_path}/nowhere.csv: no such file" in captured.err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_repository_config_store_and_run_file_describe_one_run(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from alfine.training.config import assemble_run, run_from_file
+
+    examples = Path(__file__).resolve().parent.parent / "examples" / "configs"
+    copy = tmp_path / "examples" / "configs"
+    shutil.copytree(examples, copy)  # assembling writes runs/ into the store
+    from_file = run_from_file(str(copy / "run.json"))
+    named = json.loads((copy / "run.json").read_text())
+    parts = {p: Path(named[p]).stem for p in ("datasplit", "architecture", "task", "trainer")}
+    assembled = assemble_run(str(copy), parts)
+    assert (from_file.datasplit, from_file.architecture, from_file.task, from_file.trainer) == (
+        assembled.datasplit, assembled.architecture, assembled.task, assembled.trainer)
+    assert from_file.datasplit.train[0].raw == f"{tmp_path}/tour/train.zarr/raw"  # beside the repository root

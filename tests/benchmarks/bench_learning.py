@@ -1,6 +1,6 @@
 """Learning quality: held-out scores after a fixed training time, next to the ceiling measured in the same run.
 
-alfine: the demo's model (``examples/configs/demo-run.json``: architecture, task, trainer) trained on
+alfine: the demo's model (``examples/configs/run.json``: architecture, task, trainer) trained on
 one synthetic volume for ``--seconds`` of wall time (2 cores: about twice that in CPU time), in rounds
 of resumed training; validation on a second volume (another seed) chooses the iteration and the
 post-processing by VOI (what ``alfine-export-model --iteration best`` exports); the model then predicts
@@ -14,6 +14,7 @@ Run: ``.venv/bin/python tests/benchmarks/bench_learning.py [--scale S] [--second
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -24,6 +25,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from alfine.datasplits import Dataset, Datasplit  # noqa: E402
 from alfine.evaluation import better, evaluate_instances  # noqa: E402
 from alfine.inference import predict_volume, run_predictor_spec  # noqa: E402
 from alfine.postprocess import grid  # noqa: E402
@@ -31,7 +33,7 @@ from alfine.postprocess import run as run_method  # noqa: E402
 from alfine.synthesis import synthesize  # noqa: E402
 from alfine.synthetic import SyntheticParams  # noqa: E402
 from alfine.tasks.targets.affinities import affinities  # noqa: E402
-from alfine.training.config import run_from_dict  # noqa: E402
+from alfine.training.config import run_from_file  # noqa: E402
 from alfine.training.rundir import RunDirectory  # noqa: E402
 from alfine.training.trainer import train  # noqa: E402
 from alfine.validation import best_for  # noqa: E402
@@ -53,13 +55,13 @@ def _volumes(root: str, shape: tuple[int, ...]) -> dict[str, str]:
 
 
 def _run(containers: dict[str, str]):
-    config = json.loads((ROOT / "examples" / "configs" / "demo-run.json").read_text())
+    run = run_from_file(str(ROOT / "examples" / "configs" / "run.json"))
+
     def dataset(role):
-        return {"raw": f"{containers[role]}/raw", "labels": f"{containers[role]}/labels",
-                "mask": f"{containers[role]}/mask"}
-    config["datasplit"] = {"train": [dataset("train")], "validate": [dataset("validate")]}
-    config.update(checkpoint_interval=ROUND, validation_interval=0, snapshot_interval=0)
-    return run_from_dict(config, "demo-run.json")
+        return Dataset(raw=f"{containers[role]}/raw", labels=f"{containers[role]}/labels",
+                       mask=f"{containers[role]}/mask")
+    return dataclasses.replace(run, datasplit=Datasplit(train=[dataset("train")], validate=[dataset("validate")]),
+                               checkpoint_interval=ROUND, validation_interval=0, snapshot_interval=0)
 
 
 def _scores(labels, mask, segmentation) -> dict[str, float]:

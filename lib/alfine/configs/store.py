@@ -4,6 +4,14 @@ The store is any fsspec URL (a local directory by default). Saving the same conf
 under its name is a no-op; saving a different one under an existing name is refused, so a
 name always means one thing. Names and categories are single path components of letters,
 digits, ``.``, ``_`` and ``-`` (not starting with a dot): nothing can escape the store.
+
+Layout, e.g. ``examples/configs``::
+
+    <store>/datasplits/<name>.json or <name>.csv   which volumes to train and validate on
+    <store>/architectures/<name>.json               the network
+    <store>/tasks/<name>.json                       what it learns
+    <store>/trainers/<name>.json                    how it learns
+    <store>/runs/<name>.json                        runs assembled from named parts (written by alfine-train)
 """
 
 from __future__ import annotations
@@ -80,12 +88,19 @@ class ConfigStore:
 
     def load(self, category: str, name: str, cls: Any = None) -> Any:
         """The config ``name``: as ``cls`` when given, else as parsed JSON."""
-        path = self._file(category, name)
-        if not self.fs.exists(path):
-            known = ", ".join(self.list(category)) or "none"
-            raise StoreError(f"{self.root}: no {category} config named {name!r} (stored: {known})")
+        path = self.find(category, name)
         data = parse_json(self.fs.cat_file(path), path)
         return data if cls is None else from_dict(cls, data, path)
+
+    def find(self, category: str, name: str, suffixes: tuple[str, ...] = (".json",)) -> str:
+        """The file holding config ``name`` with the first of ``suffixes`` found; a :class:`StoreError` listing
+        the stored names when there is none."""
+        stem = self._file(category, name).removesuffix(".json")
+        for suffix in suffixes:
+            if self.fs.exists(stem + suffix):
+                return self.fs.unstrip_protocol(stem + suffix) if not self.local else stem + suffix
+        known = ", ".join(self.list(category)) or "none"
+        raise StoreError(f"{self.root}: no {category} config named {name!r} (stored: {known})")
 
     def list(self, category: str) -> list[str]:
         """The names stored in ``category``, sorted."""
@@ -93,4 +108,4 @@ class ConfigStore:
         if not self.fs.exists(folder):
             return []
         names = [p.rpartition("/")[2] for p in self.fs.ls(folder, detail=False)]
-        return sorted(n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith("."))
+        return sorted({n.rpartition(".")[0] for n in names if n.endswith((".json", ".csv")) and not n.startswith(".")})

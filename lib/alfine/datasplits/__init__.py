@@ -8,6 +8,7 @@ from .config import (
     MinMax,
     Normalisation,
     Percentile,
+    anchored,
     check_dataset,
     load_datasplit,
     resolve_normalisations,
@@ -16,5 +17,5 @@ from .normalise import measure_percentiles, normalise
 from .sampling import CropSampler, centred_roi
 
 __all__ = ["CropSampler", "Dataset", "DatasetGeometry", "Datasplit", "DtypeRange", "MinMax", "Normalisation",
-           "Percentile", "centred_roi", "check_dataset", "load_datasplit", "measure_percentiles", "normalise",
-           "resolve_normalisations"]
+           "Percentile", "anchored", "centred_roi", "check_dataset", "load_datasplit", "measure_percentiles",
+           "normalise", "resolve_normalisations"]

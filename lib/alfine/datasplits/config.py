@@ -11,6 +11,9 @@ in ``.csv``) with a header row naming its columns, in any order::
 ``weight`` and ``name`` are optional columns, and an empty cell means the default (no mask,
 weight 1, a name derived from the raw URL). Rows are numbered as lines of the file, the
 header being row 1. Normalisation and label grouping need the JSON form.
+
+Relative volume paths in a datasplit file are relative to the file's folder (see
+:mod:`alfine.configs.paths`): ``../data/a.zarr/raw`` beside ``configs/split.csv`` is ``data/a.zarr/raw``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import ClassVar
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from ..configs import Tagged, load
+from ..configs import Tagged, from_dict, read_json
+from ..configs.paths import anchor, folder_of
 from ..errors import ConfigError, UserError, VolumeError
 from ..geometry import format_roi
 from ..volumes import Volume, open_volume, parse_volume_url
@@ -164,10 +168,25 @@ class Datasplit:
 
 
 def load_datasplit(url: str) -> Datasplit:
-    """The datasplit in the CSV (name ending ``.csv``) or JSON file at ``url``; errors name the file and row or key."""
+    """The datasplit in the CSV (name ending ``.csv``) or JSON file at ``url``, its relative volume paths taken
+    relative to the file's folder; errors name the file and row or key."""
     if url.lower().endswith(".csv"):
         return _read_csv(url)
-    return load(Datasplit, url)
+    return from_dict(Datasplit, anchored(read_json(url), folder_of(url)), url)
+
+
+def anchored(data, folder: str):
+    """The JSON form of a datasplit with its relative volume paths taken relative to ``folder``; anything
+    else (including malformed data, left for the schema to report) unchanged."""
+    if not isinstance(data, dict):
+        return data
+    moved = dict(data)
+    for role in ("train", "validate"):
+        if isinstance(data.get(role), list):
+            moved[role] = [{**d, **{k: anchor(d[k], folder) for k in ("raw", "labels", "mask")
+                                    if isinstance(d.get(k), str)}} if isinstance(d, dict) else d
+                           for d in data[role]]
+    return moved
 
 
 def resolve_normalisations(split: Datasplit, seed: int = 0) -> Datasplit:
@@ -255,6 +274,7 @@ def _shrink_to_grid(roi: Roi, origin: Coordinate, step: Coordinate) -> Roi | Non
 def _read_csv(url: str) -> Datasplit:
     import fsspec
 
+    folder = folder_of(url)
     try:
         with fsspec.open(url, "rb") as f:
             text = f.read().decode("utf-8-sig")
@@ -289,8 +309,10 @@ def _read_csv(url: str) -> Datasplit:
         except ValueError:
             raise ConfigError(f"{where}: column weight: expected a number, got {cells['weight']!r}") from None
         try:
-            roles[role].append(Dataset(raw=cells["raw"], labels=cells["labels"], mask=cells.get("mask") or None,
-                                       weight=weight, name=cells.get("name") or None))
+            mask = cells.get("mask") or None
+            roles[role].append(Dataset(raw=anchor(cells["raw"], folder), labels=anchor(cells["labels"], folder),
+                                       mask=mask and anchor(mask, folder), weight=weight,
+                                       name=cells.get("name") or None))
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
     try:

@@ -2,7 +2,9 @@
 
 A run = datasplit + architecture + task + trainer + iterations (+ intervals and a start). Runs
 can be written as one JSON file or assembled from named parts of a config store, so a grid of
-runs is a shell loop over names.
+runs is a shell loop over names. In a run file a part may be the path of a file holding it
+(``"datasplit": "split.csv"``, ``"task": "tasks/affinities.json"``); paths in a file are relative to
+its folder (:mod:`alfine.configs.paths`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Optional
 
 from ..architectures import ArchitectureConfig
-from ..configs import ConfigStore, Tagged, from_dict, to_dict
-from ..datasplits import Datasplit
+from ..configs import ConfigStore, Tagged, from_dict, load, read_json, to_dict
+from ..configs.paths import anchor, folder_of
+from ..datasplits import Datasplit, anchored, load_datasplit
 from ..tasks import TaskConfig
 from .augment import AugmentConfig
 
@@ -116,7 +119,8 @@ def assemble_run(store_url: str, names: dict[str, str], repetition: int = 0) -> 
     seed and the name.
     """
     store = ConfigStore(store_url)
-    parts = {part: store.load(part + "s", names[part], cls) for part, cls in PARTS.items()}
+    parts = {part: store.load(part + "s", names[part], cls) for part, cls in PARTS.items() if part != "datasplit"}
+    parts["datasplit"] = load_datasplit(store.find("datasplits", names["datasplit"], (".json", ".csv")))
     name = "-".join(names[p] for p in PARTS) + f"-r{repetition}"
     run = RunConfig(name=name, repetition=repetition, **parts)
     store.save("runs", name, run)
@@ -124,11 +128,31 @@ def assemble_run(store_url: str, names: dict[str, str], repetition: int = 0) -> 
 
 
 def load_run(store_url: str, name: str) -> RunConfig:
-    return ConfigStore(store_url).load("runs", name, RunConfig)
+    return run_from_file(ConfigStore(store_url).find("runs", name))
 
 
 def run_from_dict(data: dict, source: str) -> RunConfig:
     return from_dict(RunConfig, data, source)
+
+
+def run_from_file(url: str) -> RunConfig:
+    """The run in the JSON file ``url``: parts given as file paths are read from those files, and relative
+    paths (volumes, parts, a start's weights or run) are taken relative to the folder of the file naming them."""
+    data = read_json(url)
+    folder = folder_of(url)
+    if isinstance(data, dict):
+        data = dict(data)
+        for part, cls in PARTS.items():
+            if isinstance(data.get(part), str):
+                where = anchor(data[part], folder)
+                data[part] = to_dict(load_datasplit(where) if part == "datasplit" else load(cls, where))
+        if "datasplit" in data:
+            data["datasplit"] = anchored(data["datasplit"], folder)
+        start = data.get("start")
+        if isinstance(start, dict):
+            data["start"] = {**start, **{k: anchor(start[k], folder) for k in ("path", "run")
+                                         if isinstance(start.get(k), str)}}
+    return run_from_dict(data, url)
 
 
 def same_run(a: RunConfig, b: RunConfig) -> bool:

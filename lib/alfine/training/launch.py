@@ -3,9 +3,8 @@ already recorded in the ``--run`` directory."""
 
 from __future__ import annotations
 
-from ..configs import read_json
 from ..errors import UserError
-from .config import PARTS, assemble_run, load_run, run_from_dict
+from .config import PARTS, assemble_run, load_run, run_from_file
 from .rundir import RunDirectory
 
 
@@ -23,7 +22,7 @@ def resolve_run(options) -> tuple:
                         "--datasplit/--architecture/--task/--trainer names (with --store), or --run DIR alone "
                         "to resume a run")
     if options.run_config:
-        run = run_from_dict(read_json(options.run_config), options.run_config)
+        run = run_from_file(options.run_config)
     else:
         if not options.store:
             raise UserError("--store is needed to find runs and parts by name")
