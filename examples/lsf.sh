@@ -7,7 +7,7 @@
 #   ALFINE="apptainer run --nv --bind /nrs,/groups alfine.sif" bash examples/lsf.sh
 #
 # Settings (environment): ALFINE (how to run alfine: "alfine", or the container as above),
-# WORK (where everything goes; default lsf-demo), QUEUE_GPU, QUEUE_CPU, DEVICE (cuda), ITERATIONS, SHAPE,
+# WORK (where everything goes; default lsf-demo), QUEUE_GPU, QUEUE_CPU, DEVICE (cuda), ITERATIONS, INTERVAL, SHAPE,
 # ARCHITECTURE (a JSON architecture config), INPUT_SHAPE (the exported model's input, e.g. 108,108,108:
 # larger than training's means fewer blocks and less context computed twice).
 # bsub -K waits for each job (array) to finish before the next step starts; -o puts every job's
@@ -19,6 +19,7 @@ WORK=${WORK:-lsf-demo}
 QUEUE_GPU=${QUEUE_GPU:-gpu_short}
 QUEUE_CPU=${QUEUE_CPU:-local}
 ITERATIONS=${ITERATIONS:-2000}
+INTERVAL=${INTERVAL:-$(( ITERATIONS / 4 ))}  # iterations between checkpoints and validations
 SHAPE=${SHAPE:-96,128,128}
 DEVICE=${DEVICE:-cuda}
 ARCHITECTURE=${ARCHITECTURE:-'{"kind": "unet", "input_shape": [68, 68, 68], "num_fmaps": 6, "fmap_inc_factor": 2,
@@ -38,8 +39,8 @@ cat > "$WORK/run.json" <<JSON  # paths in a config are relative to its folder
   "task": {"kind": "affinities", "neighborhood": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
   "trainer": {"batch_size": 2, "learning_rate": 0.003, "num_workers": 4, "seed": 1},
   "iterations": $ITERATIONS,
-  "checkpoint_interval": $(( ITERATIONS / 4 )),
-  "validation_interval": $(( ITERATIONS / 4 ))
+  "checkpoint_interval": $INTERVAL,
+  "validation_interval": $INTERVAL
 }
 JSON
 

@@ -12,7 +12,7 @@
 # (the slim image): set ALFINE_SLIM to run those there, e.g.
 #   ALFINE_SLIM="docker run --rm -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY alfine-slim"
 # Settings: ROOT, ALFINE, ALFINE_SLIM, OUT (local folder for the summaries; default s3-demo),
-# SHAPE, ITERATIONS, ARCHITECTURE (a JSON architecture config), WORKERS.
+# SHAPE, ITERATIONS, INTERVAL, ARCHITECTURE (a JSON architecture config), WORKERS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${ROOT:-s3://alfine-demo/demo}
@@ -21,6 +21,7 @@ ALFINE_SLIM=${ALFINE_SLIM:-$ALFINE}
 OUT=${OUT:-s3-demo}
 SHAPE=${SHAPE:-64,128,128}
 ITERATIONS=${ITERATIONS:-400}
+INTERVAL=${INTERVAL:-$(( ITERATIONS / 2 ))}  # iterations between checkpoints and validations
 WORKERS=${WORKERS:-2}
 ARCHITECTURE=${ARCHITECTURE:-'{"kind": "unet", "input_shape": [68, 68, 68], "num_fmaps": 6, "fmap_inc_factor": 2,
                  "downsample_factors": [[2, 2, 2], [2, 2, 2]]}'}
@@ -31,7 +32,7 @@ echo "== synthesize a training and a validation volume into $ROOT" >&2
 $ALFINE synthesize --output "$ROOT/data.zarr" --shape "$SHAPE" --voxel-size 8,8,8 --seed 1 > "$OUT/synthesize.json"
 $ALFINE synthesize --output "$ROOT/validate.zarr" --shape "$SHAPE" --voxel-size 8,8,8 --seed 2 > /dev/null
 
-echo "== train, validating every $(( ITERATIONS / 2 )) iterations; the run directory is $ROOT/runs/affinities" >&2
+echo "== train, validating every $INTERVAL iterations; the run directory is $ROOT/runs/affinities" >&2
 cat > "$OUT/run.json" <<JSON
 {
   "name": "s3-affinities",
@@ -43,8 +44,8 @@ cat > "$OUT/run.json" <<JSON
   "task": {"kind": "affinities", "neighborhood": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
   "trainer": {"batch_size": 2, "learning_rate": 0.003, "num_workers": 2, "seed": 1},
   "iterations": $ITERATIONS,
-  "checkpoint_interval": $(( ITERATIONS / 2 )),
-  "validation_interval": $(( ITERATIONS / 2 ))
+  "checkpoint_interval": $INTERVAL,
+  "validation_interval": $INTERVAL
 }
 JSON
 $ALFINE train --run-config "$OUT/run.json" --run "$ROOT/runs/affinities" --device cpu > "$OUT/train.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SMALL = {  # a tiny network and volume, so the examples run in a test
-    "SHAPE": "40,64,64", "ITERATIONS": "4", "WORKERS": "2",
+    "SHAPE": "40,64,64", "ITERATIONS": "4", "INTERVAL": "4", "WORKERS": "2",  # one checkpoint, one validation
     "ARCHITECTURE": json.dumps({"kind": "unet", "input_shape": [28, 28, 28], "num_fmaps": 2,
                                 "downsample_factors": [[2, 2, 2]]}),
 }

@@ -194,7 +194,7 @@ def test_the_errors_a_cluster_user_meets(slurm, data, tmp_path):
 def test_the_slurm_pipeline_gives_the_scores_of_the_local_one(slurm, tmp_path):
     from test_examples import SMALL
 
-    small = {**SMALL, "VALIDATE_SHAPE": SMALL["SHAPE"], "DEMO_ITERATIONS": SMALL["ITERATIONS"], "INTERVAL": "2",
+    small = {**SMALL, "VALIDATE_SHAPE": SMALL["SHAPE"], "DEMO_ITERATIONS": SMALL["ITERATIONS"],
              "INPUT_SHAPE": "60,60,60"}  # output 44: 1 x 2 x 2 blocks
     env = environment(slurm, **small)
     for script, more in (("local.sh", {"DEMO": str(tmp_path / "local")}),
