@@ -29,7 +29,7 @@ def exported(tmp_path_factory):
                             str(root / "fixed" / "model.onnx"), "--input-shape", "28,20,24"],
                            capture_output=True, text=True, timeout=300)
     assert fixed.returncode == 0, fixed.stderr
-    from alfine.inference.export import export_model
+    from alfine.jobs.export import export_model
 
     dynamic = export_model(run, 5, str(root / "dynamic" / "model.onnx"), dynamic=True)
     return root, run, json.loads(fixed.stdout), dynamic
@@ -91,7 +91,7 @@ def test_exported_shapes_need_no_torch_and_follow_the_architecture():
 
 def test_a_difference_above_the_tolerance_writes_nothing(exported, tmp_path, monkeypatch, capsys):
     _, run, _, _ = exported
-    from alfine.inference import export
+    from alfine.jobs import export
 
     monkeypatch.setattr(export, "max_difference", lambda *args: 0.25)
     output = tmp_path / "out" / "model.onnx"

@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent
 def models(tmp_path_factory):
     """A run, its checkpoint 10 exported with a fixed 20³ input and with dynamic axes, and a raw volume whose
     size is no multiple of the 4³ output blocks and whose offset is not 0."""
-    from alfine.inference.export import export_model
+    from alfine.jobs.export import export_model
 
     root = tmp_path_factory.mktemp("predict")
     run = make_run(root)
@@ -229,7 +229,7 @@ def test_a_2d_model_predicts_a_3d_volume_slice_by_slice(tmp_path, capsys):
     from inference_helpers import NORM, TASK, save_weights
 
     from alfine.datasplits import Dataset, Datasplit, normalise
-    from alfine.inference.export import export_model
+    from alfine.jobs.export import export_model
     from alfine.training.config import RunConfig
     from alfine.training.rundir import RunDirectory
 

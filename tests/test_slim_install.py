@@ -47,7 +47,7 @@ def exported(tmp_path_factory):
     """An exported ONNX model (made with torch, here) and a raw volume and labels for it."""
     from inference_helpers import make_raw, make_run
 
-    from alfine.inference.export import export_model
+    from alfine.jobs.export import export_model
 
     root = tmp_path_factory.mktemp("slim")
     run = make_run(root, iterations=(5,))

@@ -40,7 +40,9 @@ class Options(Common):
 def body(options: Options) -> dict:
     from alfine.jobs.evaluate import evaluate
 
-    return evaluate(options)
+    return evaluate(options.truth, options.prediction, mask_url=options.mask, kind=options.kind, task=options.task,
+                    classes=options.classes, tolerance=options.tolerance, with_hausdorff=options.hausdorff,
+                    metrics=options.metrics, roi=options.roi)
 
 
 def main(argv=None) -> int:

@@ -33,7 +33,7 @@ class Options(Common):
 
 
 def body(options: Options) -> dict:
-    from alfine.inference.export import export_model
+    from alfine.jobs.export import export_model
 
     return export_model(options.run, options.iteration, options.output, criterion=options.criterion,
                         input_shape=options.input_shape, dynamic=options.dynamic, tolerance=options.tolerance)

@@ -33,7 +33,8 @@ class Options(BlockwiseOptions, OutputOptions):
 def body(options: Options) -> dict:
     from alfine.jobs.targets import make_targets
 
-    return make_targets(options)
+    return make_targets(options.labels, options.task, options.output, weights=options.weights, mask=options.mask,
+                        request=options.request(), storage=options.storage())
 
 
 def main(argv=None) -> int:

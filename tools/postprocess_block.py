@@ -58,9 +58,11 @@ class Options(BlockwiseOptions, OutputOptions):
 
 
 def body(options: Options) -> dict:
-    from alfine.segmentation.blockwise import postprocess_blocks
+    from alfine.jobs.postprocess import postprocess_blocks
 
-    return postprocess_blocks(options)
+    return postprocess_blocks(options.input, options.output, method=options.method, params=options.params,
+                              params_from=options.params_from, context=options.context, request=options.request(),
+                              storage=options.storage())
 
 
 def main(argv=None) -> int:

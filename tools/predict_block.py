@@ -38,7 +38,9 @@ class Options(BlockwiseOptions, OutputOptions):
 def body(options: Options) -> dict:
     from alfine.jobs.predict import predict_blocks
 
-    return predict_blocks(options)
+    return predict_blocks(options.model, options.input, options.output, device=options.device,
+                          memory=options.memory, output_dtype=options.output_dtype, request=options.request(),
+                          storage=options.storage())
 
 
 def main(argv=None) -> int:

@@ -37,9 +37,10 @@ class Options(BlockwiseOptions, OutputOptions):
 
 
 def body(options: Options) -> dict:
-    from alfine.segmentation.relabel import relabel
+    from alfine.jobs.relabel import relabel
 
-    return relabel(options)
+    return relabel(options.input, options.output, min_size=options.min_size, request=options.request(),
+                   storage=options.storage())
 
 
 def main(argv=None) -> int:

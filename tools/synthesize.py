@@ -43,15 +43,13 @@ class Options(OutputOptions):
 
 
 def body(o: Options) -> dict:
-    from alfine.synthesis import synthesize, write_preview
+    from alfine.jobs.synthesize import synthesize
     from alfine.synthetic import SyntheticParams
 
     params = SyntheticParams(seed=o.seed, cell_size=o.cell_size, membrane_width=o.membrane_width,
                              organelle_fraction=o.organelle_fraction, noise=o.noise, blur_sigma=o.blur_sigma)
-    summary = synthesize(o.output, o.shape, o.voxel_size, o.offset, params, o.block_shape, o.storage(), o.workers)
-    if o.preview:
-        summary["preview"] = write_preview(o.output, o.preview)
-    return summary
+    return synthesize(o.output, o.shape, o.voxel_size, o.offset, params, o.block_shape, o.storage(), o.workers,
+                      preview=o.preview)
 
 
 def main(argv=None) -> int:

@@ -43,11 +43,11 @@ def body(o: Options) -> dict:
     import os
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy BLAS in loader workers must not oversubscribe
-    from alfine.training.launch import resolve_run
-    from alfine.training.trainer import train
+    from alfine.jobs.train import train
+    from alfine.training.config import PARTS
 
-    run_config, run_url = resolve_run(o)
-    return train(run_config, run_url, device=o.device, iterations=o.iterations)
+    return train(run_config=o.run_config, store=o.store, name=o.name, parts={p: getattr(o, p) for p in PARTS},
+                 repetition=o.repetition, run=o.run, iterations=o.iterations, device=o.device)
 
 
 def main(argv=None) -> int:

@@ -25,7 +25,7 @@ class Options(Common):
 
 
 def body(o: Options) -> dict:
-    from alfine.validation.run import validate
+    from alfine.jobs.validate import validate
 
     if sum([o.iteration is not None, o.all, o.latest]) > 1:
         from alfine.errors import UserError

@@ -17,7 +17,6 @@ import os
 import platform
 import tempfile
 import time
-from types import SimpleNamespace
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -26,11 +25,12 @@ import onnxruntime  # noqa: E402
 import torch  # noqa: E402
 from funlib.geometry import Coordinate, Roi  # noqa: E402
 
+from alfine.blockwise import BlockRequest  # noqa: E402
 from alfine.datasplits import normalise  # noqa: E402
-from alfine.inference.export import export_model  # noqa: E402
 from alfine.inference.layout import full_read_roi, prediction_layout  # noqa: E402
 from alfine.inference.onnx_model import worker_threads  # noqa: E402
 from alfine.inference.resolve import resolve_model  # noqa: E402
+from alfine.jobs.export import export_model  # noqa: E402
 from alfine.jobs.predict import predict_blocks  # noqa: E402
 from alfine.training.config import run_from_dict  # noqa: E402
 from alfine.training.rundir import RunDirectory  # noqa: E402
@@ -100,13 +100,8 @@ def _bare_torch(run_url: str, tiles: list[np.ndarray], threads: int) -> float:
 
 
 def _predict(model_path: str, raw: str, output: str, workers: int, roi: Roi | None = None) -> tuple[float, dict]:
-    options = SimpleNamespace(model=model_path, input=raw, output=output, device="cpu", workers=workers,
-                              block_id=None, list_blocks=False, roi=roi, block_shape=None, memory=None,
-                              output_dtype="float32", launcher=None,
-                              storage=lambda: {"chunk_shape": None, "zarr_format": 2, "shards": None,
-                                               "compression": "zstd", "overwrite": False})
     began = time.perf_counter()
-    summary = predict_blocks(options)
+    summary = predict_blocks(model_path, raw, output, device="cpu", request=BlockRequest(roi=roi, workers=workers))
     return time.perf_counter() - began, summary
 
 

@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 from alfine.datasplits import Dataset, Datasplit  # noqa: E402
 from alfine.evaluation import better, evaluate_instances  # noqa: E402
 from alfine.inference import predict_volume, run_predictor_spec  # noqa: E402
+from alfine.jobs.validate import validate  # noqa: E402
 from alfine.postprocess import grid  # noqa: E402
 from alfine.postprocess import run as run_method  # noqa: E402
 from alfine.synthesis import synthesize  # noqa: E402
@@ -37,7 +38,6 @@ from alfine.training.config import run_from_file  # noqa: E402
 from alfine.training.rundir import RunDirectory  # noqa: E402
 from alfine.training.trainer import train  # noqa: E402
 from alfine.validation import best_for  # noqa: E402
-from alfine.validation.run import validate  # noqa: E402
 from alfine.volumes import open_volume  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

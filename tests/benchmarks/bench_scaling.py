@@ -28,7 +28,7 @@ def inference_child(shape: tuple[int, ...]) -> dict:
     sys.path.insert(0, HERE)
     from bench_inference import _predict, _raw, _run
 
-    from alfine.inference.export import export_model
+    from alfine.jobs.export import export_model
 
     with tempfile.TemporaryDirectory() as root:
         raw = _raw(root, shape)

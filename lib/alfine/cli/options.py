@@ -35,3 +35,10 @@ class BlockwiseOptions(Common):
     list_blocks: bool = flags.list_blocks()
     workers: int = flags.workers()
     launcher: Optional[str] = flags.launcher()
+
+    def request(self):
+        """The :class:`alfine.blockwise.BlockRequest` these options make."""
+        from ..blockwise.contract import BlockRequest
+
+        return BlockRequest(roi=self.roi, block_shape=self.block_shape, block_id=self.block_id,
+                            list_blocks=self.list_blocks, workers=self.workers, launcher=self.launcher)

@@ -1,8 +1,8 @@
 """Inference: seam-free blockwise prediction of raw volumes with a trained model.
 
 :func:`prediction_layout`, the specs, :class:`OnnxSpec`/:class:`OnnxPredictor` (onnxruntime) and
-:func:`resolve_model` need no torch; :class:`TorchPredictor` (:mod:`alfine.inference.torch_model`) and
-:func:`export_model` (:mod:`alfine.inference.export`), imported on first use, do.
+:func:`resolve_model` need no torch; :class:`TorchPredictor` (:mod:`alfine.inference.torch_model`), imported on
+first use, and the ONNX export (:mod:`alfine.inference.export`) do.
 """
 
 from .layout import prediction_layout
@@ -16,12 +16,8 @@ def __getattr__(name: str):
         from .torch_model import TorchPredictor
 
         return TorchPredictor
-    if name == "export_model":
-        from .export import export_model
-
-        return export_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["OnnxPredictor", "OnnxSpec", "PredictBlock", "ResolvedModel", "TorchPredictor", "TorchSpec", "export_model",
+__all__ = ["OnnxPredictor", "OnnxSpec", "PredictBlock", "ResolvedModel", "TorchPredictor", "TorchSpec",
            "predict_volume", "prediction_layout", "predictor_for", "resolve_model", "run_predictor_spec"]

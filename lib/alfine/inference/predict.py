@@ -33,11 +33,11 @@ from funlib.geometry import Roi
 
 from ..architectures import ArchitectureConfig
 from ..blockwise import BlockLayout
+from ..blockwise.contract import check_plan, print_blocks, run
 from ..configs import from_dict, to_dict
 from ..datasplits import Normalisation, Percentile, normalise
 from ..errors import UserError
 from ..geometry import check_aligned, format_roi
-from ..jobs.blocks import check_plan, print_blocks, run
 from ..tasks import TaskConfig
 from ..volumes import open_volume, prepare_volume
 from .layout import full_read_roi, prediction_layout

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 
 from funlib.geometry import Coordinate
 
+from ..blockwise import WHOLE, BlockRequest
+from ..blockwise import contract as blockwise
 from ..datasplits.normalise import check_raw_dtype
 from ..errors import UserError
 from ..volumes import open_volume
-from . import blocks as blockwise
 
 log = logging.getLogger(__name__)
 
@@ -76,39 +77,44 @@ def slice_by_slice(spec, block_shape: Sequence[int] | None, slices: int):
     return SliceSpec(spec, int(depth))
 
 
-def predict_blocks(options) -> dict:
-    """Run ``alfine-predict-block`` with the tool's ``options``; its summary."""
+def predict_blocks(model_name: str, input_url: str, output: str, *, device: str = "cpu",
+                   memory: str | None = None, output_dtype: str = "float32", request: BlockRequest = WHOLE,
+                   storage: dict | None = None) -> dict:
+    """Predict the raw volume ``input_url`` into ``output`` with the model ``model_name`` (an ONNX file, or ``RUN``,
+    ``RUN@N``, ``RUN@best``) on ``device``, over the blocks ``request`` asks for (their shape: see the module;
+    ``memory`` a budget such as ``8GB``), stored as ``output_dtype`` and ``storage`` say (chunks default to one
+    block's output); a summary."""
     from ..inference import predict_volume
     from ..inference.onnx_model import worker_threads
     from ..inference.resolve import resolve_model
 
+    storage = blockwise.storage_of(storage, chunk_shape=None)
     # Local workers share this machine's cores; a launched worker (another host or job) has its own.
-    blockwise.check_distinct(input=options.input, output=options.output)
-    one_process = options.block_id is not None or options.list_blocks or options.workers <= 1 or options.launcher
-    model = resolve_model(options.model, options.device, worker_threads(1 if one_process else options.workers))
-    if options.memory is not None:
-        parse_memory(options.memory)  # a bad size is refused even where the model ignores it
-    raw = open_volume(options.input)
-    check_raw_dtype(model.normalisation, raw.dtype, options.input)
-    roi = blockwise.region(raw, options.roi)
+    blockwise.check_distinct(input=input_url, output=output)
+    one_process = request.block_id is not None or request.list_blocks or request.workers <= 1 or request.launcher
+    model = resolve_model(model_name, device, worker_threads(1 if one_process else request.workers))
+    if memory is not None:
+        parse_memory(memory)  # a bad size is refused even where the model ignores it
+    raw = open_volume(input_url)
+    check_raw_dtype(model.normalisation, raw.dtype, input_url)
+    roi = blockwise.region(raw, request.roi)
     spec = model.spec
     architecture = spec.architecture_config()
     if architecture.dims() == 2 and roi.dims == 3:
-        spec = slice_by_slice(spec, options.block_shape, roi.shape[0] // raw.voxel_size[0])
+        spec = slice_by_slice(spec, request.block_shape, roi.shape[0] // raw.voxel_size[0])
         architecture = spec.architecture_config()
     voxel_size = tuple(raw.voxel_size)[-len(model.input_voxel_size or ()):]
     if model.input_voxel_size is not None and voxel_size != tuple(model.input_voxel_size):
-        raise UserError(f"--input {options.input} has voxel size {tuple(raw.voxel_size)}, the model "
-                        f"{options.model} was trained on {tuple(model.input_voxel_size)}")
-    input_shape = choose_input_shape(architecture, options.block_shape, options.memory,
+        raise UserError(f"--input_url {input_url} has voxel size {tuple(raw.voxel_size)}, the model "
+                        f"{model_name} was trained on {tuple(model.input_voxel_size)}")
+    input_shape = choose_input_shape(architecture, request.block_shape, memory,
                                      spec.task_config().num_channels)
-    storage = options.storage()
     summary = predict_volume(
-        spec, options.input, model.normalisation, options.output, roi=roi, input_shape=list(input_shape),
-        workers=options.workers, block_id=options.block_id, chunk_shape=storage["chunk_shape"],
+        spec, input_url, model.normalisation, output, roi=roi, input_shape=list(input_shape),
+        workers=request.workers, block_id=request.block_id, chunk_shape=storage["chunk_shape"],
         zarr_format=storage["zarr_format"], compression=storage["compression"], shards=storage["shards"],
-        overwrite=storage["overwrite"], output_dtype=options.output_dtype, list_blocks=options.list_blocks,
-        launcher=options.launcher)
-    if options.list_blocks:
+        overwrite=storage["overwrite"], output_dtype=output_dtype, list_blocks=request.list_blocks,
+        launcher=request.launcher)
+    if request.list_blocks:
         return summary
-    return {**summary, "model": options.model, "input_shape": list(input_shape)}
+    return {**summary, "model": model_name, "input_shape": list(input_shape)}

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 from funlib.geometry import Roi
 
+from ..blockwise import WHOLE, BlockRequest
+from ..blockwise import contract as blockwise
 from ..configs import to_dict
 from ..errors import UserError
 from ..geometry import region_mask, voxel_slices
 from ..tasks import TaskConfig, load_task, task_from_dict
 from ..volumes import open_volume, prepare_volume
-from . import blocks as blockwise
 
 
 def known_labels(labels_url: str, mask_url: str | None, roi: Roi) -> tuple[np.ndarray, np.ndarray]:
@@ -51,37 +52,40 @@ class TargetsOfBlock:
             open_volume(self.known_output, mode="r+").write(block.write_roi, target_known[crop].astype(np.uint8))
 
 
-def make_targets(options) -> dict:
-    """Write the targets of ``options.task`` for ``options.labels`` into ``options.output``; a summary."""
-    task: TaskConfig = load_task(options.task)
-    blockwise.check_distinct(labels=options.labels, mask=options.mask, output=options.output, weights=options.weights)
-    labels = open_volume(options.labels)
+def make_targets(labels_url: str, task_url: str, output: str, *, weights: str | None = None, mask: str | None = None,
+                 request: BlockRequest = WHOLE, storage: dict | None = None) -> dict:
+    """Write the targets of the task config at ``task_url`` for the labels at ``labels_url`` into ``output`` (and
+    where they are known into ``weights``), known only inside ``mask``, over the blocks ``request`` asks for,
+    stored as ``storage`` says (``prepare_volume``'s keywords); a summary."""
+    storage = blockwise.storage_of(storage)
+    task: TaskConfig = load_task(task_url)
+    blockwise.check_distinct(labels=labels_url, mask=mask, output=output, weights=weights)
+    labels = open_volume(labels_url)
     if labels.geometry.channel_dims:
-        raise UserError(f"{options.labels}: labels must have no channel axis, found {labels.shape}")
+        raise UserError(f"{labels_url}: labels must have no channel axis, found {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
-        raise UserError(f"{options.labels}: targets need integer labels (instance ids or classes), found "
+        raise UserError(f"{labels_url}: targets need integer labels (instance ids or classes), found "
                         f"{labels.dtype}")
-    if options.mask and tuple(open_volume(options.mask).voxel_size) != tuple(labels.voxel_size):
-        raise UserError(f"--mask {options.mask} has another voxel size than --labels {options.labels}")
+    if mask and tuple(open_volume(mask).voxel_size) != tuple(labels.voxel_size):
+        raise UserError(f"--mask {mask} has another voxel size than --labels {labels_url}")
     if task.dims not in (None, labels.roi.dims):
-        raise UserError(f"{options.task}: a {task.dims}D task for the {labels.roi.dims}D labels {options.labels}")
-    roi = blockwise.region(labels, options.roi)
-    storage = options.storage()
-    blocks = blockwise.layout(roi, labels.voxel_size, options.block_shape, storage["shards"] or storage["chunk_shape"],
+        raise UserError(f"{task_url}: a {task.dims}D task for the {labels.roi.dims}D labels {labels_url}")
+    roi = blockwise.region(labels, request.roi)
+    blocks = blockwise.layout(roi, labels.voxel_size, request.block_shape, storage["shards"] or storage["chunk_shape"],
                               task.context(labels.voxel_size))
-    if options.list_blocks:
+    if request.list_blocks:
         return blockwise.print_blocks(blocks)
-    blockwise.check_plan(blocks, options.output, storage["shards"] or storage["chunk_shape"], labels.voxel_size,
-                         options.block_id, options.workers)
+    blockwise.check_plan(blocks, output, storage["shards"] or storage["chunk_shape"], labels.voxel_size,
+                         request.block_id, request.workers)
     names = task.channel_names()
     attributes = {"channel_names": names, "alfine_task": to_dict(task)}
-    output = prepare_volume(options.output, roi, labels.voxel_size, np.float32, channels=(len(names),), **storage)
-    output.array.attrs.update(attributes)
-    if options.weights:
-        known = prepare_volume(options.weights, roi, labels.voxel_size, np.uint8, channels=(len(names),), **storage)
+    targets = prepare_volume(output, roi, labels.voxel_size, np.float32, channels=(len(names),), **storage)
+    targets.array.attrs.update(attributes)
+    if weights:
+        known = prepare_volume(weights, roi, labels.voxel_size, np.uint8, channels=(len(names),), **storage)
         known.array.attrs.update(attributes)
-    process = TargetsOfBlock(to_dict(task), options.labels, options.mask, options.output, options.weights)
-    counts = blockwise.run("make-targets", blocks, output, process, options.workers, options.block_id,
-                           options.launcher)
-    return {"output": options.output, "weights": options.weights, "task": task.kind, "channel_names": names,
+    process = TargetsOfBlock(to_dict(task), labels_url, mask, output, weights)
+    counts = blockwise.run("make-targets", blocks, targets, process, request.workers, request.block_id,
+                           request.launcher)
+    return {"output": output, "weights": weights, "task": task.kind, "channel_names": names,
             "context": list(task.context(labels.voxel_size)), **counts}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -100,11 +101,14 @@ def _start_weights(run: RunConfig, model) -> dict | None:
     return report
 
 
-def train(run: RunConfig, run_url: str, device: str = "auto", iterations: int | None = None) -> dict:
+def train(run: RunConfig, run_url: str, device: str = "auto", iterations: int | None = None,
+          validate: Callable[[str, int, str], None] | None = None) -> dict:
     """Train ``run`` in the run directory ``run_url`` up to ``iterations`` (default: the run's); a summary.
 
-    A run directory this call creates is removed again when training fails before its first checkpoint, so the
-    corrected command can use the same ``run_url``."""
+    Every ``run.validation_interval`` iterations (with validation datasets) the iteration is checkpointed and,
+    with ``validate``, ``validate(run_url, iteration, device)`` is called in this process (the loader workers
+    keep prefetching). A run directory this call creates is removed again when training fails before its first
+    checkpoint, so the corrected command can use the same ``run_url``."""
     if iterations is not None:
         run = dataclasses.replace(run, iterations=iterations)
     chosen = choose_device(device)
@@ -112,7 +116,7 @@ def train(run: RunConfig, run_url: str, device: str = "auto", iterations: int | 
     created = not run_dir.fs.exists(run_dir.path)
     run_dir.lock()
     try:
-        return _train(run, run_dir, chosen)
+        return _train(run, run_dir, chosen, validate)
     except BaseException:
         if created and not run_dir.checkpoints():  # nothing to resume: leave no directory that refuses a fixed run
             run_dir.unlock()
@@ -123,7 +127,8 @@ def train(run: RunConfig, run_url: str, device: str = "auto", iterations: int | 
         run_dir.unlock()
 
 
-def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device) -> dict:
+def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device,
+           validate: Callable[[str, int, str], None] | None) -> dict:
     from ..datasplits import resolve_normalisations
     from ..tasks.losses import TaskActivation, TaskLoss
 
@@ -218,7 +223,8 @@ def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device) -> dict:
                 if not checkpointed:  # validation reads the iteration's checkpoint
                     _checkpoint(run_dir, iteration, model, optimizer, scheduler, scaler, stats)
                     written, last_write = len(stats), time.perf_counter()
-                _validate(run_dir, iteration, device)
+                if validate is not None:
+                    validate(run_dir.url, iteration, str(device))
     del batches  # stops the loader workers now
     seconds = time.perf_counter() - began
     summary = _summary(run, run_dir, start, run.iterations, stats, seconds)
@@ -236,15 +242,6 @@ def _checkpoint(run_dir, iteration, model, optimizer, scheduler, scaler, stats) 
     run_dir.write_stats(stats)
     run_dir.write_bytes("loss.png", loss_png(stats))
     run_dir.refresh_lock()
-
-
-def _validate(run_dir: RunDirectory, iteration: int, device: torch.device) -> None:
-    """Validate the checkpoint of ``iteration`` in this process (the loader workers keep prefetching)."""
-    from ..validation.run import validate
-
-    best = validate(run_dir.url, iteration=iteration, device=str(device), report=False)["best"]
-    shown = {m: round(b["value"], 4) for m, b in best.items() if m in ("voi", "adapted_rand_error", "match_f1", "f1")}
-    log.info("validated iteration %d: best so far %s", iteration, shown)
 
 
 def _summary(run: RunConfig, run_dir: RunDirectory, start: int, end: int, stats: list[dict], seconds: float) -> dict:

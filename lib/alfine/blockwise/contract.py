@@ -1,18 +1,54 @@
-"""What the blockwise commands share: choosing the region and layout, listing blocks, running them."""
+"""The block contract every blockwise command shares: choosing the region and layout, listing blocks, running
+one block (``--block-id``) or all of them on daisy (``--workers``), resumable through done markers."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from funlib.geometry import Coordinate, Roi
 
-from ..blockwise import Block, BlockLayout, DoneMarkers, check_chunk_aligned, markers_url_for, run_blocks
-from ..blockwise.runner import check_request
 from ..errors import UserError
 from ..geometry import check_aligned, format_roi
-from ..volumes import Volume
+from .layout import Block, BlockLayout, check_chunk_aligned
+from .markers import DoneMarkers, markers_url_for
+from .runner import check_request, run_blocks
+
+if TYPE_CHECKING:
+    from ..volumes import Volume
+
+
+@dataclass(frozen=True)
+class BlockRequest:
+    """Which blocks a blockwise command runs and how: the region (None: the whole input), the write shape in
+    voxels (None: the command's default), one block (``block_id``) or all, only listing them, the number of
+    workers and the command prefix that starts each (``launcher``)."""
+
+    roi: Roi | None = None
+    block_shape: tuple[int, ...] | None = None
+    block_id: int | None = None
+    list_blocks: bool = False
+    workers: int = 1
+    launcher: str | None = None
+
+
+WHOLE = BlockRequest()
+"""Every block of the whole region, in this process: the request of a library call that says nothing else."""
+
+STORAGE = {"chunk_shape": (64, 64, 64), "zarr_format": 2, "shards": None, "compression": "zstd", "overwrite": False}
+"""How a blockwise command stores what it creates unless told otherwise (``prepare_volume``'s keywords)."""
+
+
+def storage_of(storage: dict | None, **defaults) -> dict:
+    """``storage`` (some of :data:`STORAGE`'s keys) completed with ``defaults``, then :data:`STORAGE`; an unknown
+    key is an error."""
+    unknown = (set(storage or {}) | set(defaults)) - set(STORAGE)
+    if unknown:
+        raise TypeError(f"unknown storage option(s) {sorted(unknown)}; known: {sorted(STORAGE)}")
+    return {**STORAGE, **defaults, **(storage or {})}
 
 
 def region(source: Volume, roi: Roi | None) -> Roi:
