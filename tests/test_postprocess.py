@@ -576,3 +576,37 @@ def test_a_sweep_reuses_the_core_result_only_for_the_same_input(method, core):
     reuse._LAST.clear()
     np.testing.assert_array_equal(changed, run_method(method, affinities, core, offsets=offsets))
     assert not np.array_equal(changed, results[0])
+
+
+def test_a_method_carries_its_context_join_rule_and_output_type():
+    from alfine.postprocess import METHODS
+
+    long_range = [[1, 0, 0], [0, 0, 9], [0, -12, 0]]
+    assert METHODS["connected_components"].default_context(None) == 0
+    assert METHODS["watershed"].default_context(long_range) == 16  # takes no offsets: its own context
+    assert METHODS["mutex_watershed"].default_context(long_range) == 24  # twice the longest offset
+    assert METHODS["agglomerate"].default_context([[1, 0, 0]]) == 16
+    assert METHODS["connected_components"].join_rule({"connectivity": 26}, (0, 0, 0), 3) == {
+        "rule": "adjacency", "connectivity": 26}
+    assert METHODS["watershed"].join_rule({}, (0, 0, 0), 2) == {"rule": "adjacency", "connectivity": 4}
+    assert METHODS["watershed"].join_rule({}, (16, 16, 16), 3)["rule"] == "overlap"
+    assert METHODS["argmax"].output_type({}, 300) == (np.dtype(np.uint16), ())
+    assert METHODS["threshold"].output_type({}, 3) == (np.dtype(np.uint8), (3,))
+    assert METHODS["threshold"].output_type({"channel": 1}, 3) == (np.dtype(np.uint8), ())
+    assert METHODS["agglomerate"].output_type({}, 3) == (np.dtype(np.uint64), ())
+
+
+def test_postprocess_block_help_lists_every_method_with_its_parameters_and_defaults(capsys):
+    from alfine.postprocess import METHODS
+    from alfine.postprocess.registry import REQUIRED
+    from alfine_tools.postprocess_block import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--help"])
+    assert exit.value.code == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")
+             and line.split()[0] in METHODS}
+    assert set(lines) == set(METHODS)
+    for name, method in METHODS.items():
+        for parameter, default in method.defaults.items():
+            assert (parameter if default is REQUIRED else f"{parameter}={default!r}") in lines[name], (name, parameter)

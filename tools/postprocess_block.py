@@ -28,6 +28,9 @@ blocks without reading the volume again.
 Per-class segmentations: run once per class with {"channel": K} into one array per class,
 and relabel each array.
 
+methods and their parameters (default values; --params sets them):
+{methods}
+
 examples:
   alfine-postprocess-block --input pred.zarr/affs --output seg.zarr/fragments \\
       --method connected_components --params '{"threshold": 0.5, "connectivity": 26}' --workers 4
@@ -57,6 +60,13 @@ class Options(BlockwiseOptions, OutputOptions):
                                                      default=None)
 
 
+def description() -> str:
+    """The help text, with every method's parameters and defaults from the library."""
+    from alfine.postprocess.registry import methods_help
+
+    return DESCRIPTION.replace("{methods}", methods_help())
+
+
 def body(options: Options) -> dict:
     from alfine.jobs.postprocess import postprocess_blocks
 
@@ -66,4 +76,4 @@ def body(options: Options) -> dict:
 
 
 def main(argv=None) -> int:
-    return run(Options, body, DESCRIPTION, argv)
+    return run(Options, body, description, argv)

@@ -147,14 +147,18 @@ def _config_values(path: str, fields: dict[str, dataclasses.Field], hints: dict)
     return values
 
 
-def build_parser(options_cls: type, prog: str, description: str) -> tuple[argparse.ArgumentParser, set[str]]:
-    """The argument parser of ``options_cls`` and the names of its required flags.
+def build_parser(options_cls: type, prog: str, description: str | Callable[[], str]
+                 ) -> tuple[argparse.ArgumentParser, set[str]]:
+    """The argument parser of ``options_cls`` and the names of its required flags. A callable ``description``
+    is called for the text (help that imports the library is written only when a parser is built).
 
     Required flags are checked after merging (they may come from ``--config`` or the
     environment), so argparse itself requires nothing.
     """
     from .. import __version__
 
+    if callable(description):
+        description = description()
     parser = ArgumentParser(options_cls, prog=prog, description=description, epilog=ENV_HELP,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"{prog} (alfine) {__version__}",

@@ -20,17 +20,24 @@ from ..blockwise import WHOLE, BlockRequest
 from ..blockwise import contract as blockwise
 from ..errors import UserError
 from ..geometry import format_roi
+from ..postprocess import METHODS, Method
 from ..segmentation.blockwise import (
     ATTRIBUTE,
     PostprocessBlock,
     apply,
     default_block_shape,
-    default_context,
     is_user_function,
-    join_rule,
     load_user_function,
     prediction_of,
 )
+
+
+def method_of(name: str) -> Method:
+    """The registry's method ``name``, or a user's function (``module:function``, ``file.py:function``) as a
+    method that returns instances and reads no context by default."""
+    if is_user_function(name):
+        return Method(load_user_function(name), {}, output="instances")
+    return METHODS[name]
 
 
 @dataclass
@@ -51,7 +58,6 @@ def recipe(method: str | None, params: dict | None, params_from: str | None, tas
     ``neighborhood`` when neither ``params["offsets"]`` nor the model's task has them).
     """
     from ..configs import read_json
-    from ..postprocess import METHODS
 
     model = {}
     if params_from:
@@ -87,8 +93,6 @@ def check_recipe(chosen: Recipe, channels: int, ndim: int) -> bool:
 
     A registry method is tried on a small all-zero prediction of ``channels`` channels.
     """
-    from ..postprocess import METHODS
-
     if is_user_function(chosen.method):
         load_user_function(chosen.method)  # a missing file, module or function is an error now
         return True
@@ -144,14 +148,14 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
     block_voxels = int(np.prod(blocks.block_shape / source.voxel_size))
     if instances and len(blocks) * block_voxels >= 2**64:
         raise UserError(f"{len(blocks)} blocks of {block_voxels} voxels exceed the uint64 ids; use larger blocks")
-    join = join_rule(chosen.method, chosen.params, context, ndim) if instances else None
+    join = method_of(chosen.method).join_rule(chosen.params, context, ndim) if instances else None
     attributes = {ATTRIBUTE: {
         "method": chosen.method, "params": chosen.params, "offsets": chosen.offsets, "channels": chosen.channels,
         "instances": instances, "min_size": chosen.min_size, "roi": format_roi(roi),
         "block_shape": list(blocks.block_shape / source.voxel_size), "context": list(context),
         "id_stride": block_voxels if instances else None, "join": join, "block_records": instances,
     }}
-    dtype, out_channels = _output_type(chosen, instances, channels)
+    dtype, out_channels = method_of(chosen.method).output_type(chosen.params, channels)
     segmentation = prepare_volume(output, roi, source.voxel_size, dtype, channels=out_channels, **storage)
     segmentation.array.attrs.update(attributes)
     process = PostprocessBlock(input_url, output, chosen.method, chosen.params, chosen.offsets,
@@ -166,20 +170,10 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
 def _context(given, chosen: Recipe, ndim: int) -> Coordinate:
     """``--context`` (one number or one per axis, voxels) or the method's default."""
     if given is None:
-        return Coordinate((default_context(chosen.method, chosen.offsets),) * ndim)
+        return Coordinate((method_of(chosen.method).default_context(chosen.offsets),) * ndim)
     values = tuple(given) * ndim if len(given) == 1 else tuple(given)
     if len(values) != ndim or any(v < 0 for v in values):
         raise UserError(f"--context {','.join(map(str, given))}: expected one or {ndim} non-negative numbers")
     if chosen.method == "connected_components" and any(values):
         raise UserError("--context: connected_components needs no context (relabel joins components exactly)")
     return Coordinate(values)
-
-
-def _output_type(chosen: Recipe, instances: bool, channels: int) -> tuple[np.dtype, tuple[int, ...]]:
-    """The dtype and channel axes of the written segmentation."""
-    if instances:
-        return np.dtype(np.uint64), ()
-    if chosen.method == "argmax":
-        return np.min_scalar_type(channels - 1), ()
-    return np.dtype(np.uint8), (() if chosen.params.get("channel") is not None else (channels,))
-

@@ -1,4 +1,6 @@
-"""The post-processing methods by name, their default parameter grids, and running one by name.
+"""The post-processing methods by name, and everything a method decides: its parameters (names, defaults,
+the grid validation sweeps), the context a block needs around it, how objects are joined across block faces,
+and the dtype it writes.
 
 Names are used as they are in configs and on command lines. Every method takes a prediction
 (float ``[C, *spatial]``; affinities for the affinity methods, which also take ``offsets``) and
@@ -26,15 +28,66 @@ _STEPS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 # at 0 filled along edges of at least 0.25 (low-affinity voxels stay background) or 0 (nothing is background).
 # Listed first, the choice that keeps background wins ties.
 TIDY_GRID = {"min_fragment": [20, 100], "fill": [0.25, 0.0]}
+CONTEXT = 16
+"""Voxels per side that a block of a watershed-type method reads beyond its write region by default."""
+OVERLAP_FRACTION = 0.5
+"""Objects read with context are joined across a face when more than this fraction of one's face voxels are the
+other's."""
+REQUIRED = inspect.Parameter.empty
 
 
 @dataclass(frozen=True)
 class Method:
-    """A post-processing function, its default parameter grid and what it returns."""
+    """A post-processing function, its default parameter grid, what it returns (``output``: ``"instances"``,
+    uint64 labels, 0 = background; ``"classes"``, one class index per voxel; ``"masks"``, a uint8 mask per
+    channel, or of one ``channel``) and the context it reads by default (``context`` voxels per side; methods
+    that take affinity offsets at least twice the longest one)."""
 
     function: Callable[..., np.ndarray]
     default_grid: Mapping[str, Sequence[Any]]
-    instances: bool  # True: uint64 instance labels (0 = background); False: a class or mask array
+    output: str
+    context: int = 0
+
+    @property
+    def instances(self) -> bool:
+        """Whether the method returns instance labels (relabel joins them across blocks)."""
+        return self.output == "instances"
+
+    def default_context(self, offsets: Sequence[Sequence[int]] | None = None) -> int:
+        """Voxels of context per side a block reads by default (0: none needed)."""
+        if self.takes_offsets and self.context:
+            reach = int(np.abs(np.asarray(offsets)).max()) if offsets else 0
+            return max(self.context, 2 * reach)
+        return self.context
+
+    def join_rule(self, params: Mapping[str, Any], context: Sequence[int], ndim: int) -> dict:
+        """How relabel joins this method's objects across block faces: by overlap (``fraction``) when blocks
+        read ``context``, else by adjacency of nonzero voxels under the method's ``connectivity``."""
+        from .arrays import check_connectivity
+
+        if any(context):
+            return {"rule": "overlap", "fraction": OVERLAP_FRACTION}
+        connectivity = params.get("connectivity") if "connectivity" in self.parameters else None
+        return {"rule": "adjacency", "connectivity": check_connectivity(connectivity, ndim)}
+
+    def output_type(self, params: Mapping[str, Any], channels: int) -> tuple[np.dtype, tuple[int, ...]]:
+        """The dtype and channel axes written for a prediction of ``channels`` channels."""
+        if self.output == "instances":
+            return np.dtype(np.uint64), ()
+        if self.output == "classes":
+            return np.min_scalar_type(channels - 1), ()
+        return np.dtype(np.uint8), (() if params.get("channel") is not None else (channels,))
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Each parameter a config may set and its default value (:data:`REQUIRED` where it has none)."""
+        signature = inspect.signature(self.function).parameters
+        return {name: signature[name].default for name in self.parameters}
+
+    def describe(self) -> str:
+        """One line for people: the parameters with their defaults."""
+        shown = [name if value is REQUIRED else f"{name}={value!r}" for name, value in self.defaults.items()]
+        return ", ".join(shown) or "no parameters"
 
     @property
     def takes_offsets(self) -> bool:
@@ -55,15 +108,16 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "threshold": Method(threshold, {"threshold": _STEPS}, instances=False),
-    "argmax": Method(argmax, {}, instances=False),
-    "connected_components": Method(connected_components, {"threshold": _STEPS}, instances=True),
+    "threshold": Method(threshold, {"threshold": _STEPS}, output="masks"),
+    "argmax": Method(argmax, {}, output="classes"),
+    "connected_components": Method(connected_components, {"threshold": _STEPS}, output="instances"),
     # The default grid suits kind="distance" on the tanh scale; boundary maps need overrides.
-    "watershed": Method(
-        watershed, {"seed_threshold": [0.2, 0.4, 0.6, 0.8], "mask_threshold": [-0.2, 0.0, 0.2]}, instances=True
-    ),
-    "mutex_watershed": Method(mutex_watershed, {"bias": [-0.7, -0.5, -0.3], **TIDY_GRID}, instances=True),
-    "agglomerate": Method(agglomerate, {"threshold": [0.3, 0.5, 0.7], **TIDY_GRID}, instances=True),
+    "watershed": Method(watershed, {"seed_threshold": [0.2, 0.4, 0.6, 0.8], "mask_threshold": [-0.2, 0.0, 0.2]},
+                        output="instances", context=CONTEXT),
+    "mutex_watershed": Method(mutex_watershed, {"bias": [-0.7, -0.5, -0.3], **TIDY_GRID}, output="instances",
+                              context=CONTEXT),
+    "agglomerate": Method(agglomerate, {"threshold": [0.3, 0.5, 0.7], **TIDY_GRID}, output="instances",
+                          context=CONTEXT),
 }
 
 
@@ -72,6 +126,12 @@ def method(name: str) -> Method:
     if name not in METHODS:
         raise UserError(f"unknown post-processing method {name!r}; valid methods: {', '.join(METHODS)}")
     return METHODS[name]
+
+
+def methods_help() -> str:
+    """Every method with its parameters and their defaults, for ``--help``."""
+    width = max(map(len, METHODS))
+    return "\n".join(f"  {name:<{width}}  {chosen.describe()}" for name, chosen in METHODS.items())
 
 
 def grid(name: str, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from funlib.geometry import Coordinate
 
 from ..errors import UserError
 from ..geometry import voxel_slices
@@ -35,11 +34,7 @@ from . import records
 log = logging.getLogger(__name__)
 
 ATTRIBUTE = "alfine_postprocess"
-OVERLAP_FRACTION = 0.5
-DEFAULT_CONTEXT = 16  # voxels per side for the watershed-type methods
 BLOCK_VOXELS = 2**21  # a default block: 128^3 voxels (float32 input 8 MiB, uint64 labels 16 MiB)
-_AFFINITY_METHODS = ("mutex_watershed", "agglomerate")
-_SEMANTIC_METHODS = ("threshold", "argmax")
 
 
 def is_user_function(method: str) -> bool:
@@ -67,26 +62,6 @@ def default_block_shape(unit, region, budget: int = BLOCK_VOXELS) -> tuple[int, 
         if not growable or 2 * int(np.prod(shape)) > budget:
             return tuple(shape)
         shape[min(growable, key=lambda a: (shape[a], a))] *= 2
-
-
-def default_context(method: str, offsets: list | None) -> int:
-    """Voxels of context per side that ``method`` reads by default (0: none needed)."""
-    if method in _AFFINITY_METHODS:
-        reach = int(np.abs(np.asarray(offsets)).max()) if offsets else 0
-        return max(DEFAULT_CONTEXT, 2 * reach)
-    if method == "watershed":
-        return DEFAULT_CONTEXT
-    return 0
-
-
-def join_rule(method: str, params: dict, context: Coordinate, ndim: int) -> dict:
-    """How relabel joins this method's objects across faces (see :mod:`.faces`)."""
-    from ..postprocess.arrays import check_connectivity
-
-    if any(context):
-        return {"rule": "overlap", "fraction": OVERLAP_FRACTION}
-    connectivity = params.get("connectivity") if method == "connected_components" else None
-    return {"rule": "adjacency", "connectivity": check_connectivity(connectivity, ndim)}
 
 
 _FUNCTIONS: dict[str, Any] = {}
