@@ -9,9 +9,9 @@ from funlib.geometry import Coordinate, Roi
 from alfine.architectures import ArchitectureConfig
 from alfine.configs import from_dict
 from alfine.datasplits import Dataset, Datasplit, MinMax, normalise
+from alfine.runs import RunDirectory
 from alfine.tasks import BinaryTask
 from alfine.training.config import RunConfig
-from alfine.training.rundir import RunDirectory
 from alfine.volumes import open_volume, prepare_volume
 
 NORM = MinMax(min=-50, max=200)  # raw 0 (the fill outside the volume) normalises to -0.6: neither 0 nor clipped

@@ -14,7 +14,7 @@ from alfine.configs import to_dict
 from alfine.errors import UserError
 from alfine.inference import OnnxSpec, TorchPredictor, predictor_for
 from alfine.inference.metadata import ExportedArchitecture, read_metadata
-from alfine.training.rundir import RunDirectory
+from alfine.runs import RunDirectory
 from alfine_tools.export_model import main
 
 BIN = Path(sys.executable).parent

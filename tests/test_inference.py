@@ -12,8 +12,8 @@ from alfine.errors import UserError
 from alfine.inference import TorchSpec, predict_volume, prediction_layout, predictor_for, run_predictor_spec
 from alfine.inference import predict as predict_module
 from alfine.inference.torch_model import TorchPredictor
+from alfine.runs import RunDirectory
 from alfine.training.config import RunConfig
-from alfine.training.rundir import RunDirectory
 from alfine.volumes import open_volume, prepare_volume
 
 

@@ -205,7 +205,7 @@ def test_onnx_prediction_runs_where_torch_is_not_installed(models, tmp_path):
 def test_run_arguments_name_a_checkpoint_or_validations_best(models, tmp_path, capsys):
     from alfine.inference.resolve import resolve_model, split_run_argument
     from alfine.jobs.predict import parse_memory
-    from alfine.training.rundir import RunDirectory
+    from alfine.runs import RunDirectory
     from alfine.validation.selection import write_best
 
     assert split_run_argument("s3://b/runs/a@best") == ("s3://b/runs/a", "best")
@@ -230,8 +230,8 @@ def test_a_2d_model_predicts_a_3d_volume_slice_by_slice(tmp_path, capsys):
 
     from alfine.datasplits import Dataset, Datasplit, normalise
     from alfine.jobs.export import export_model
+    from alfine.runs import RunDirectory
     from alfine.training.config import RunConfig
-    from alfine.training.rundir import RunDirectory
 
     architecture = unet(input_shape=[20, 20], downsample_factors=[[2, 2]])
     train = make_raw(f"{tmp_path}/d2.zarr/raw", (12, 11), voxel_size=(1, 1), offset=(0, 0))

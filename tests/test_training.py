@@ -14,9 +14,9 @@ import torch
 from funlib.geometry import Roi
 
 from alfine.errors import UserError
+from alfine.runs import RunDirectory
 from alfine.synthetic import SyntheticParams, generate_block
 from alfine.training.config import run_from_dict
-from alfine.training.rundir import RunDirectory
 from alfine.training.samples import SampleMaker
 from alfine.training.trainer import train
 from alfine.volumes import prepare_volume

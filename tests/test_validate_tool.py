@@ -15,10 +15,10 @@ from alfine.datasplits import Dataset, Datasplit
 from alfine.errors import UserError
 from alfine.geometry import format_roi
 from alfine.postprocess import grid
+from alfine.runs import RunDirectory
 from alfine.synthetic import SyntheticParams, generate_block
 from alfine.tasks import AffinitiesTask, TaskConfig
 from alfine.training.config import RunConfig
-from alfine.training.rundir import RunDirectory
 from alfine.validation import best_for, read_best
 from alfine.volumes import prepare_volume
 from alfine_tools.evaluate import main as evaluate_main

@@ -10,7 +10,7 @@ from funlib.geometry import Coordinate, Roi
 
 from alfine.errors import UserError
 from alfine.evaluation import evaluate_instances
-from alfine.training.rundir import RunDirectory
+from alfine.runs import RunDirectory
 from alfine.validation import ValidationLog, best_for, flat_scores, keep_iterations, select_best, write_best
 from alfine.validation.plot import best_per_iteration, validation_png
 from alfine.validation.run import scored_region

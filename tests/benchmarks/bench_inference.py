@@ -32,8 +32,8 @@ from alfine.inference.onnx_model import worker_threads  # noqa: E402
 from alfine.inference.resolve import resolve_model  # noqa: E402
 from alfine.jobs.export import export_model  # noqa: E402
 from alfine.jobs.predict import predict_blocks  # noqa: E402
+from alfine.runs import RunDirectory  # noqa: E402
 from alfine.training.config import run_from_dict  # noqa: E402
-from alfine.training.rundir import RunDirectory  # noqa: E402
 from alfine.volumes import open_volume, prepare_volume  # noqa: E402
 
 VOXEL_SIZE = (8, 8, 8)

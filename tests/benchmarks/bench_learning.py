@@ -31,11 +31,11 @@ from alfine.inference import predict_volume, run_predictor_spec  # noqa: E402
 from alfine.jobs.validate import validate  # noqa: E402
 from alfine.postprocess import grid  # noqa: E402
 from alfine.postprocess import run as run_method  # noqa: E402
+from alfine.runs import RunDirectory  # noqa: E402
 from alfine.synthesis import synthesize  # noqa: E402
 from alfine.synthetic import SyntheticParams  # noqa: E402
 from alfine.tasks.targets.affinities import affinities  # noqa: E402
 from alfine.training.config import run_from_file  # noqa: E402
-from alfine.training.rundir import RunDirectory  # noqa: E402
 from alfine.training.trainer import train  # noqa: E402
 from alfine.validation import best_for  # noqa: E402
 from alfine.volumes import open_volume  # noqa: E402

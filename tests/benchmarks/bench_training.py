@@ -21,10 +21,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from funlib.geometry import Roi  # noqa: E402
 
+from alfine.runs import RunDirectory  # noqa: E402
 from alfine.synthetic import SyntheticParams, generate_block  # noqa: E402
 from alfine.tasks.losses import TaskLoss  # noqa: E402
 from alfine.training.config import run_from_dict  # noqa: E402
-from alfine.training.rundir import RunDirectory  # noqa: E402
 from alfine.training.trainer import train  # noqa: E402
 from alfine.volumes import prepare_volume  # noqa: E402
 

@@ -76,20 +76,11 @@ class TorchSpec:
 def run_predictor_spec(run_url: str, iteration: int | None = None, device: str = "auto") -> TorchSpec:
     """The spec of the run at ``run_url`` (its ``run.json``) with checkpoint ``iteration`` (default: the
     latest); a :class:`UserError` where there is no run, no checkpoint, or not that one."""
-    from ..training.rundir import RunDirectory
+    from ..runs import RunDirectory
 
     run_dir = RunDirectory(run_url)
-    run = run_dir.read_config()
-    if run is None:
-        raise UserError(f"{run_url} is not a run directory (no run.json)")
-    available = run_dir.checkpoints()
-    if not available:
-        raise UserError(f"{run_url} has no checkpoints yet")
-    if iteration is None:
-        iteration = available[-1]
-    elif iteration not in available:
-        raise UserError(f"{run_url} has no checkpoint {iteration}; it has {available}")
-    weights = run_dir.fs.unstrip_protocol(run_dir.checkpoint_path(iteration))
+    run = run_dir.config()
+    weights = run_dir.checkpoint_url(run_dir.choose_checkpoint(iteration))
     return TorchSpec(to_dict(run.architecture), to_dict(run.task), weights, device)
 
 

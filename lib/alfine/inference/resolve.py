@@ -61,9 +61,8 @@ def resolve_model(argument: str, device: str = "cpu", threads: int = 0) -> Resol
 def _resolve_run(argument: str, device: str, threads: int) -> ResolvedModel:
     import dataclasses
 
+    from ..runs import RunDirectory, choose_device
     from ..training import checkpoints
-    from ..training.rundir import RunDirectory
-    from ..training.trainer import choose_device
     from ..volumes import open_volume
     from .predict import run_predictor_spec
 
@@ -73,10 +72,7 @@ def _resolve_run(argument: str, device: str, threads: int) -> ResolvedModel:
     run = run_dir.read_config()
     if run is None:
         raise UserError(f"--model {argument}: neither an .onnx file nor a run directory (no run.json in {run_url})")
-    if iteration == "best":
-        from ..validation.selection import best_for
-
-        iteration = int(best_for(run_url)["iteration"])
+    iteration = run_dir.choose_checkpoint(iteration)
     spec = dataclasses.replace(run_predictor_spec(run_url, iteration, device), threads=threads)
     checkpoints.read(spec.weights)  # a damaged checkpoint is an error now, not in every block
     dataset = run.datasplit.train[0]

@@ -11,8 +11,8 @@ import torch
 from ..architectures import ArchitectureConfig
 from ..architectures.pretrained import read_state_dict, strip_prefix
 from ..errors import UserError
+from ..runs import choose_device
 from ..tasks import TaskConfig
-from ..training.trainer import choose_device
 
 log = logging.getLogger(__name__)
 

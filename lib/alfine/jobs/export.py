@@ -20,6 +20,7 @@ from ..inference.export import OPSET, max_difference, onnx_bytes
 from ..inference.layout import output_voxel_size
 from ..inference.metadata import FORMAT, sidecar_url
 from ..inference.predict import run_predictor_spec
+from ..runs import RunDirectory, best_for
 from ..volumes import open_volume
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,9 @@ def choose_iteration(run_url: str, iteration: str | int, criterion: str | None) 
     """``(iteration, best entry or None)``: a checkpoint number as given, or for ``"best"`` the entry of
     :func:`alfine.validation.selection.best_for` (a :class:`UserError` if the run was not validated)."""
     if str(iteration) == "best":
-        from ..validation.selection import best_for
-
         best = best_for(run_url, criterion)
         return int(best["iteration"]), best
-    try:
-        return int(iteration), None
-    except ValueError:
-        raise UserError(f"--iteration {iteration!r}: expected a checkpoint number or 'best'") from None
+    return RunDirectory(run_url).choose_checkpoint(iteration), None
 
 
 def postprocessing_of(task, best: dict | None) -> dict | None:
@@ -86,11 +82,9 @@ def export_model(run_url: str, iteration: str | int, output: str, criterion: str
     """
     import torch
 
-    from ..training.rundir import RunDirectory
-
     number, best = choose_iteration(run_url, iteration, criterion)
     spec = run_predictor_spec(run_url, number, "cpu")
-    run = RunDirectory(run_url).read_config()
+    run = RunDirectory(run_url).config()
     architecture, task = run.architecture, run.task
     input_shape = tuple(int(s) for s in (input_shape or architecture.input_shape))
     architecture.check_input_shape(input_shape)

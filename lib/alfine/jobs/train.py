@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 
 from ..errors import UserError
+from ..runs import RunDirectory
 from ..training.config import PARTS, RunConfig, assemble_run, load_run, run_from_file
-from ..training.rundir import RunDirectory
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from ..errors import UserError
-from ..training.rundir import RunDirectory
+from ..runs import RunDirectory
 from ..validation import ValidationLog, keep_iterations, main_metric, select_best, write_best
 from ..validation.plot import validation_png
 from ..validation.run import choose_iterations, prune, validate_iteration
@@ -26,9 +26,7 @@ def validate(run_url: str, iteration: int | None = None, every: bool = False, de
     summary holds the best iteration, post-processing and value per criterion, averaged over datasets
     (also logged for people when ``report``)."""
     run_dir = RunDirectory(run_url)
-    run = run_dir.read_config()
-    if run is None:
-        raise UserError(f"{run_url} is not a run directory (no run.json)")
+    run = run_dir.config()
     if not run.datasplit.validate:
         raise UserError(f"{run_url}: the run's datasplit has no validate datasets")
     scores_log = ValidationLog(run_dir)

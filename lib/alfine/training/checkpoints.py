@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .rundir import RunDirectory
+from ..runs import RunDirectory
 
 
 def save(run_dir: RunDirectory, iteration: int, model, optimizer, scheduler, scaler) -> str:

@@ -19,9 +19,9 @@ import torch
 from .. import progress
 from ..configs import to_dict
 from ..errors import UserError
+from ..runs import RunDirectory, choose_device
 from . import checkpoints
 from .config import FromRun, FromWeights, RunConfig
-from .rundir import RunDirectory
 from .samples import SampleMaker
 from .schedule import Schedule
 
@@ -32,16 +32,6 @@ STATS_EVERY, STATS_SECONDS = 10, 5.0
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "radam": torch.optim.RAdam,
               "sgd": torch.optim.SGD}
-
-
-def choose_device(name: str) -> torch.device:
-    """``auto``: CUDA when present, else the CPU; otherwise the named device (refused if absent)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device here (torch {torch.__version__})")
-    return device
 
 
 class _Samples(torch.utils.data.Dataset):
@@ -88,11 +78,11 @@ def _start_weights(run: RunConfig, model) -> dict | None:
         source = start.path
     elif isinstance(start, FromRun):
         other = RunDirectory(start.run)
-        available = other.checkpoints()
-        iteration = start.iteration if start.iteration is not None else (available[-1] if available else None)
-        if iteration is None or iteration not in available:
-            raise UserError(f"start run {start.run} has no checkpoint {iteration} (it has {available or 'none'})")
-        source = other.checkpoint_path(iteration) if other.local else f"{other.url}/checkpoints/{iteration}.pt"
+        try:
+            iteration = other.choose_checkpoint(start.iteration)
+        except UserError as e:
+            raise UserError(f"the start run: {e}") from None
+        source = other.checkpoint_url(iteration)
     else:
         return None
     report = load_pretrained(model, source)

@@ -31,7 +31,7 @@ from ..evaluation import ConfusionCounts, better, evaluate_instances
 from ..geometry import format_roi, region_mask
 from ..postprocess import METHODS, grid
 from ..postprocess import run as run_method
-from ..training.rundir import RunDirectory
+from ..runs import RunDirectory
 from ..volumes import open_volume, prepare_volume
 from .scores import ValidationLog, flat_scores
 from .selection import (
@@ -48,17 +48,11 @@ MEMORY_BYTES = 2**30
 
 def choose_iterations(run_dir: RunDirectory, iteration: int | None, every: bool) -> list[int]:
     """The checkpoints to validate: ``iteration``, every one not validated yet (``every``), or the latest."""
-    available = run_dir.checkpoints()
-    if not available:
-        raise UserError(f"{run_dir.url} has no checkpoints to validate yet")
-    if iteration is not None:
-        if iteration not in available:
-            raise UserError(f"{run_dir.url} has no checkpoint {iteration}; it has {available}")
-        return [iteration]
     if every:
+        run_dir.choose_checkpoint()  # a run without checkpoints is an error
         done = set(ValidationLog(run_dir).iterations())
-        return [i for i in available if i not in done]
-    return [available[-1]]
+        return [i for i in run_dir.checkpoints() if i not in done]
+    return [run_dir.choose_checkpoint(iteration)]
 
 
 def predicted_masks(task, method: str, params: dict, segmentation: np.ndarray, spatial_dims: int) -> dict:

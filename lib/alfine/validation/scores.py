@@ -14,7 +14,7 @@ import json
 import math
 
 from ..evaluation import COUNTS, HIGHER_IS_BETTER
-from ..training.rundir import RunDirectory
+from ..runs import RunDirectory
 
 FILE = "validation.jsonl"
 

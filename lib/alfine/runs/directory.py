@@ -1,4 +1,5 @@
-"""A run directory (any fsspec URL): its config, lock, statistics and checkpoint files.
+"""A run directory (any fsspec URL): its config, lock, statistics and checkpoint files, and which checkpoint
+an iteration argument means.
 
 ::
 
@@ -9,7 +10,7 @@
     RUN/loss.png              the loss curve
     RUN/snapshots.zarr/N/     raw, labels, target, weights and prediction of a batch
     RUN/validation.jsonl      validation scores, one line per (iteration, dataset, post-processing parameters)
-    RUN/best.json             the best iteration and parameters per metric (alfine.validation.selection)
+    RUN/best.json             the best iteration and parameters per metric (:mod:`alfine.runs.best`)
     RUN/validation.png        the validation metrics over iterations
     RUN/validation/N.zarr/    validation predictions and segmentations (best iterations and the latest only)
     RUN/.lock                 held while a trainer works on the run
@@ -25,7 +26,7 @@ import time
 from ..configs import from_dict, to_dict
 from ..errors import UserError
 from ..files import write_whole
-from .config import RunConfig, same_run
+from ..training.config import RunConfig, same_run
 
 STALE_LOCK_SECONDS = 15 * 60
 
@@ -54,6 +55,13 @@ class RunDirectory:
             raise UserError(f"{self.url} holds another run ({existing.name!r}, a different config); "
                             "use another --run directory, or the same config to resume")
         self.write_text("run.json", json.dumps(to_dict(run), indent=2) + "\n")
+
+    def config(self) -> RunConfig:
+        """The run recorded in ``run.json``; a :class:`UserError` naming the directory when there is none."""
+        run = self.read_config()
+        if run is None:
+            raise UserError(f"{self.url} is not a run directory (no run.json)")
+        return run
 
     def read_config(self) -> RunConfig | None:
         if not self.fs.exists(self.file("run.json")):
@@ -125,7 +133,33 @@ class RunDirectory:
         return sorted(int(n[:-3]) for n in names if n.endswith(".pt") and n[:-3].isdigit())
 
     def checkpoint_path(self, iteration: int) -> str:
+        """The file system path of checkpoint ``iteration`` (in :attr:`fs`)."""
         return self.file(f"checkpoints/{iteration}.pt")
+
+    def checkpoint_url(self, iteration: int) -> str:
+        """The URL of checkpoint ``iteration``, with its protocol (what fsspec and other processes open)."""
+        return self.fs.unstrip_protocol(self.checkpoint_path(iteration))
+
+    def choose_checkpoint(self, iteration: int | str | None = None, criterion: str | None = None) -> int:
+        """The checkpoint ``iteration`` means: a number (that checkpoint), ``"best"`` (validation's best for
+        ``criterion``, default the main metric: :func:`alfine.runs.best.best_for`) or None (the latest); a
+        :class:`UserError` when there is none."""
+        if str(iteration) == "best":
+            from .best import best_for
+
+            return int(best_for(self.url, criterion)["iteration"])
+        available = self.checkpoints()
+        if not available:
+            raise UserError(f"{self.url} has no checkpoints yet")
+        if iteration is None:
+            return available[-1]
+        try:
+            number = int(iteration)
+        except ValueError:
+            raise UserError(f"--iteration {iteration!r}: expected a checkpoint number or 'best'") from None
+        if number not in available:
+            raise UserError(f"{self.url} has no checkpoint {number}; it has {available}")
+        return number
 
     def read_stats(self, up_to: int | None = None) -> list[dict]:
         """The stats lines (of iterations ``<= up_to``)."""
