@@ -35,7 +35,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib tools tests
 
-# Benchmarks compare alfine with a reference measured in the same run (issue #9 grows the suite).
+# Benchmarks compare alfine with a reference measured in the same run.
 bench: $(STAMP)
 	$(PY) tests/benchmarks/run_all.py $(BENCH_ARGS)
 

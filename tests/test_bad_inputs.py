@@ -74,7 +74,7 @@ PREDICT = ["predict-block", "--model", "{root}/run@10", "--input", "{root}/d.zar
            "{root}/out.zarr/p"]
 EVALUATE = ["evaluate", "--truth", "{root}/d.zarr/labels", "--prediction", "{root}/d.zarr/labels"]
 
-# command, expected fragment of the error line (item of issue 14 in the comment)
+# command, expected fragment of the error line
 CASES = {
     # 2. code named by data runs only when the command line names it or --allow-code is given
     "method from model.json": ([*PRED, "--params-from", "{root}/model.json"], "is code named by a file"),

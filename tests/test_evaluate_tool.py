@@ -41,7 +41,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(job, "BLOCK_VOXELS", 8)  # many blocks, partial ones at the ends
+    monkeypatch.setattr(job, "BLOCK_EDGE", 8)  # many blocks, partial ones at the ends
 
 
 def _evaluate(capsys, *args):

@@ -5,7 +5,6 @@ import itertools
 import numpy as np
 import pytest
 
-from alfine.segmentation.blockwise import BLOCK_VOXELS, _block_unique, block_unique, default_block_shape
 from alfine.segmentation.faces import (
     adjacent_pairs,
     boundary_ids,
@@ -18,6 +17,7 @@ from alfine.segmentation.faces import (
     unique_pairs,
 )
 from alfine.segmentation.numbering import number_objects
+from alfine.segmentation.per_block import BLOCK_VOXELS, _block_unique, block_unique, default_block_shape
 from alfine.segmentation.relabel import map_ids
 from alfine.segmentation.unionfind import join
 

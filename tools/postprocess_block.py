@@ -62,7 +62,7 @@ class Options(BlockwiseOptions, OutputOptions):
 
 def description() -> str:
     """The help text, with every method's parameters and defaults from the library."""
-    from alfine.postprocess.registry import methods_help
+    from alfine.jobs.postprocess import methods_help
 
     return DESCRIPTION.replace("{methods}", methods_help())
 

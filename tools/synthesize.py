@@ -43,8 +43,7 @@ class Options(OutputOptions):
 
 
 def body(o: Options) -> dict:
-    from alfine.jobs.synthesize import synthesize
-    from alfine.synthetic import SyntheticParams
+    from alfine.jobs.synthesize import SyntheticParams, synthesize
 
     params = SyntheticParams(seed=o.seed, cell_size=o.cell_size, membrane_width=o.membrane_width,
                              organelle_fraction=o.organelle_fraction, noise=o.noise, blur_sigma=o.blur_sigma)

@@ -1,7 +1,11 @@
 """alfine-train: train a model from a run config into a run directory."""
 
 import dataclasses
+import os
 from typing import Optional
+
+# numpy's BLAS in the loader workers must not oversubscribe the cores: set before anything imports numpy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from alfine.cli import Common, flag, flags, run
 
@@ -36,17 +40,14 @@ class Options(Common):
                               metavar="DIR")
     iterations: Optional[int] = flag(None, "train up to this iteration (default: the run config's)", metavar="N",
                                      parse=int)
-    device: str = flag("auto", "cpu, cuda, cuda:N, or auto (CUDA when present)", metavar="DEVICE")
+    device: str = flags.device()
 
 
 def body(o: Options) -> dict:
-    import os
-
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy BLAS in loader workers must not oversubscribe
     from alfine.jobs.train import train
-    from alfine.training.config import PARTS
 
-    return train(run_config=o.run_config, store=o.store, name=o.name, parts={p: getattr(o, p) for p in PARTS},
+    parts = {"datasplit": o.datasplit, "architecture": o.architecture, "task": o.task, "trainer": o.trainer}
+    return train(run_config=o.run_config, store=o.store, name=o.name, parts=parts,
                  repetition=o.repetition, run=o.run, iterations=o.iterations, device=o.device)
 
 

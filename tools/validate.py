@@ -20,7 +20,7 @@ class Options(Common):
     iteration: Optional[int] = flag(None, "validate this checkpoint iteration", metavar="N", parse=int)
     all: bool = flag(False, "validate every checkpoint not validated yet")
     latest: bool = flag(False, "validate the latest checkpoint (the default)")
-    device: str = flag("auto", "cpu, cuda, cuda:N, or auto (CUDA when present)", metavar="DEVICE")
+    device: str = flags.device()
     workers: int = flags.workers()
 
 

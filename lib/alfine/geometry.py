@@ -39,11 +39,6 @@ def parse_ints(text: str | Sequence[int], what: str = "value", allow_negative: b
     return tuple(values)
 
 
-def parse_coordinate(text: str | Sequence[int], what: str = "coordinate") -> Coordinate:
-    """A world or voxel coordinate from ``"Z,Y,X"`` text or a list."""
-    return Coordinate(parse_ints(text, what))
-
-
 def parse_roi(text: str | Sequence, what: str = "") -> Roi:
     """A region from ``"Z0,Y0,X0:Z1,Y1,X1"`` (begin inclusive, end exclusive) or ``[[begin], [end]]``."""
     prefix = f"{what}: " if what else ""

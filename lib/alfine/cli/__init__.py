@@ -1,4 +1,5 @@
-"""The command-line conventions every tool shares (imports only the standard library)."""
+"""The command-line conventions every tool shares: flags, option groups, parsing and running a command (imports
+argparse-dataclass and the library's light modules, never numpy or the wings that do the work)."""
 
 from . import flags
 from .flags import REQUIRED, flag

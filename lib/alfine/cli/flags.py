@@ -1,7 +1,7 @@
 """Declaring a command's flags: one :func:`flag` per dataclass field, and the shared ones.
 
-Every command uses the same words for the same things (DESIGN.md, "One vocabulary of
-flags"); the factories here give them once, so a flag means the same in every tool.
+Every command uses the same words for the same things (the README's "Flags, configs and
+environment"); the factories here give them once, so a flag means the same in every tool.
 Parsers take command-line text or the JSON value of a config file alike.
 Nothing here imports more than the standard library.
 """
@@ -180,4 +180,4 @@ def allow_code() -> Any:
 
 
 def device() -> Any:
-    return flag("cpu", "where torch runs: cpu or cuda (cuda:N for one GPU)", metavar="DEVICE")
+    return flag("auto", "cpu, cuda, cuda:N, or auto (CUDA when present)", metavar="DEVICE")

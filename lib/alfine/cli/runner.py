@@ -1,4 +1,4 @@
-"""Running a command: flags in, one JSON summary out, exit codes as DESIGN.md says.
+"""Running a command: flags in, one JSON summary out, exit codes as the README says.
 
 A flag's value comes from, in rising priority: the dataclass default, the environment
 variable ``ALFINE_<FLAG>`` (``ALFINE_WORKERS=16``), the ``--config FILE`` JSON object (keys

@@ -21,7 +21,8 @@ from ..tasks import load_task
 from ..tasks.base import round_up
 from ..volumes import Volume, open_volume
 
-BLOCK_VOXELS = 128
+BLOCK_EDGE = 128
+"""Voxels along each axis of the blocks scores are accumulated over."""
 
 
 def _read(volume: Volume, roi: Roi, known: Roi) -> np.ndarray:
@@ -74,7 +75,7 @@ def evaluate(truth_url: str, prediction_url: str, *, mask_url: str | None = None
                         f"scored region {format_roi(roi)}")
     voxel_size = truth.voxel_size
     margin = round_up(np.full(roi.dims, tolerance), voxel_size) if kind == "semantic" else None
-    blocks = BlockLayout(roi, Coordinate((BLOCK_VOXELS,) * roi.dims) * voxel_size,
+    blocks = BlockLayout(roi, Coordinate((BLOCK_EDGE,) * roi.dims) * voxel_size,
                          margin if margin is not None else Coordinate((0,) * roi.dims))
 
     if kind == "instance":

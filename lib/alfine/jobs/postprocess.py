@@ -3,10 +3,9 @@ blocks.
 
 The method and its parameters come from the flags and ``--params-from model.json`` (:func:`recipe`); bad
 parameters are refused on a small trial prediction before anything is written (:func:`check_recipe`). The
-blocks are those of the output's chunks grown to about
-:data:`~alfine.segmentation.blockwise.BLOCK_VOXELS` voxels; each runs
-:class:`~alfine.segmentation.blockwise.PostprocessBlock`. The output's attribute ``alfine_postprocess`` records
-the method, the layout and how ``alfine-relabel`` joins objects across faces.
+blocks are those of the output's chunks grown to about :data:`~alfine.segmentation.per_block.BLOCK_VOXELS`
+voxels; each runs :class:`~alfine.segmentation.per_block.PostprocessBlock`. The output's attribute
+``alfine_postprocess`` records the method, the layout and how ``alfine-relabel`` joins objects across faces.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from ..blockwise import contract as blockwise
 from ..errors import UserError
 from ..geometry import format_roi
 from ..postprocess import METHODS, Method
-from ..segmentation.blockwise import (
+from ..postprocess.registry import methods_help  # noqa: F401  (the help of postprocess-block)
+from ..segmentation.per_block import (
     ATTRIBUTE,
     PostprocessBlock,
     apply,
@@ -116,7 +116,7 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
     """Segment the predictions at ``input_url`` into ``output`` block by block with ``method`` and ``params``
     (defaults from the model.json ``params_from``; the flags win), each block reading ``context`` voxels beyond
     its write region (one number or one per axis; default: the method's), over the blocks ``request`` asks for
-    (default shape: :func:`~alfine.segmentation.blockwise.default_block_shape`), stored as ``storage`` says
+    (default shape: :func:`~alfine.segmentation.per_block.default_block_shape`), stored as ``storage`` says
     (chunks default to the input's); a summary."""
     from ..volumes import open_volume, prepare_volume
 

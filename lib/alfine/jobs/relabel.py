@@ -23,8 +23,8 @@ from ..blockwise import contract as blockwise
 from ..errors import UserError
 from ..geometry import format_roi, parse_roi
 from ..segmentation import records
-from ..segmentation.blockwise import ATTRIBUTE
 from ..segmentation.numbering import number_objects
+from ..segmentation.per_block import ATTRIBUTE
 from ..segmentation.relabel import FACES_IN_PROCESS, FacesOfBlock, WriteBlock, work_url
 
 

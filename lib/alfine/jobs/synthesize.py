@@ -6,6 +6,8 @@ from ..synthesis import synthesize as write_volume
 from ..synthesis import write_preview
 from ..synthetic import SyntheticParams
 
+__all__ = ["SyntheticParams", "synthesize"]
+
 
 def synthesize(output: str, shape: tuple[int, ...], voxel_size: tuple[int, ...] | None = None,
                offset: tuple[int, ...] | None = None, params: SyntheticParams | None = None,

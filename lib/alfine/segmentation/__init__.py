@@ -1,11 +1,11 @@
 """Segmentations of volumes far larger than memory: per-block post-processing and global relabelling.
 
-- :mod:`.blockwise`: ``alfine-postprocess-block``: a post-processing method per block, ids unique
+- :mod:`.per_block`: postprocess-block's block function: a post-processing method per block, ids unique
   across blocks (``block id * voxels per block + local id``), plus what relabelling needs;
 - :mod:`.faces`: the object pairs that meet across block faces;
 - :mod:`.unionfind`: the objects those pairs join;
 - :mod:`.numbering`: consecutive ids and global sizes (min-size filtering) from per-block records;
-- :mod:`.relabel`: ``alfine-relabel``: faces pass, numbering, writing pass, each resumable;
+- :mod:`.relabel`: relabel's block functions (faces pass, writing pass) and the id mapping;
 - :mod:`.records`: small per-block records (npz without pickle) kept beside a volume.
 
 Nothing here imports torch.

@@ -1,4 +1,4 @@
-"""alfine-relabel: one consistent segmentation from a per-block one, in three resumable steps.
+"""relabel's block functions: one consistent segmentation from a per-block one, in three resumable steps.
 
 1. **faces** (blockwise): each block records its ids and voxel counts, its face ids, and the pairs
    of ids its faces join (:mod:`.faces`; the rule is the one the input's ``alfine_postprocess``
@@ -33,7 +33,7 @@ from funlib.geometry import Coordinate, Roi
 
 from ..blockwise import BlockLayout
 from . import faces, records
-from .blockwise import block_record_url, views_url
+from .per_block import block_record_url, views_url
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""alfine-postprocess-block: a post-processing method applied block by block, ids unique across blocks.
+"""postprocess-block's block function: a post-processing method applied to one block, ids unique across blocks.
 
 Each block reads its write region grown by ``context`` voxels (within the volume), runs the method (a function of
 :mod:`alfine.postprocess` or a user's function; it knows nothing about blocks), and writes the
