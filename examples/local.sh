@@ -133,7 +133,7 @@ x, p, q, r = (json.load(open(f"{demo}/{n}.json")) for n in ("export", "predict",
 e = json.load(open(f"{demo}/final-evaluation.json"))
 post = ", ".join(f"{k}={v}" for k, v in q["params"].items())
 print(f"\nmodel: {demo}/model.onnx, iteration {x['iteration']} ({x['criterion']}); "
-      f"prediction: {p['blocks']} blocks of {p['block_shape']} voxels")
+      f"prediction: {p['blocks']} blocks of {p['block_shape_voxels']} voxels")
 print(f"post-processing: {q['method']} ({post}) in {q['blocks']} blocks; relabel: {r['objects']} objects")
 s = e["scores"]
 print(f"final segmentation {e['prediction']} of the held-out volume, against {e['truth']} "

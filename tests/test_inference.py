@@ -52,7 +52,7 @@ def test_blocks_equal_one_whole_volume_prediction(volume3d, tmp_path):
     architecture, weights, raw, spec = volume3d
     out = f"{tmp_path}/out.zarr/prediction"
     summary = predict_volume(spec, raw, NORM, out)
-    assert summary["blocks"] == 3 * 3 * 2 and summary["processed"] == 18 and summary["block_shape"] == [4, 4, 4]
+    assert summary["blocks"] == 3 * 3 * 2 and summary["processed"] == 18 and summary["block_shape_voxels"] == [4, 4, 4]
     prediction = open_volume(out)
     assert prediction.roi == open_volume(raw).roi and tuple(prediction.voxel_size) == (2, 1, 1)
     assert prediction.array.attrs["channel_names"] == ["a", "b"]
@@ -99,7 +99,7 @@ def test_2d_with_super_resolution_and_a_chosen_input_shape(tmp_path):
     with pytest.raises(UserError, match="nearest valid sizes are 20 and 22"):
         predict_volume(spec, raw, NORM, out, input_shape=[21, 20])
     summary = predict_volume(spec, raw, NORM, out, input_shape=[22, 20], chunk_shape=[4, 4])
-    assert summary["voxel_size"] == [2, 2] and summary["block_shape"] == [8, 4] and summary["blocks"] == 4 * 6
+    assert summary["voxel_size"] == [2, 2] and summary["block_shape_voxels"] == [8, 4] and summary["blocks"] == 4 * 6
     prediction = open_volume(out)
     assert prediction.shape == (2, 26, 22)
     expected = whole_prediction(architecture, weights, raw, prediction.roi)

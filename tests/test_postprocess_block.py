@@ -150,3 +150,22 @@ def test_semantic_methods_and_one_array_per_class(capsys, tmp_path, monkeypatch)
 
         assert_same_partition(open_volume(f"{tmp_path}/s.zarr/class{channel}").read(),
                               components(prediction[channel] > 0.7, 4))
+
+
+def test_listings_and_summaries_name_the_unit_of_every_shape(capsys, tmp_path):
+    """--list-blocks and the runs of postprocess-block and relabel report the region in world units and the
+    blocks in voxels, under names that say so, on anisotropic voxels where the two differ."""
+    labels = synthetic_labels((16, 32, 32), (8, 4, 4))
+    write(f"{tmp_path}/d.zarr/pred", (labels > 0).astype(np.float32), (8, 4, 4), (80, 0, 0), (8, 16, 16))
+    common = ["--input", f"{tmp_path}/d.zarr/pred", "--output", f"{tmp_path}/s.zarr/fragments",
+              "--method", "connected_components", "--block-shape", "8,16,16"]
+    code, captured = run(postprocess, capsys, *common, "--list-blocks")
+    listing = json.loads(captured.out.strip().splitlines()[-1])
+    expected = {"roi_world": "80,0,0:208,128,128", "voxel_size": [8, 4, 4], "block_shape_voxels": [8, 16, 16]}
+    assert code == 0 and {k: listing[k] for k in ("blocks", *expected)} == {"blocks": 8, **expected}
+    first_block = json.loads(captured.out.splitlines()[0])
+    assert first_block["write_roi"] == "80,0,0:144,64,64"  # each block's regions: world units, as --roi takes
+    segmented, first, second = _segment(capsys, tmp_path, "--method", "connected_components",
+                                        "--block-shape", "8,16,16", workers=1)
+    for summary in (first, second):
+        assert {k: summary[k] for k in expected} == expected and "block_shape" not in summary

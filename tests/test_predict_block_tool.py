@@ -52,7 +52,7 @@ def test_onnx_blocks_on_two_workers_equal_one_whole_prediction(models, tmp_path,
     code, summary, err = predict(capsys, "--model", models["fixed"], "--input", models["raw"], "--output", out,
                                  "--workers", "2")
     assert code == 0, err
-    assert summary["blocks"] == summary["processed"] == 4 * 3 * 3 and summary["block_shape"] == [4, 4, 4]
+    assert summary["blocks"] == summary["processed"] == 4 * 3 * 3 and summary["block_shape_voxels"] == [4, 4, 4]
     prediction = open_volume(out)
     assert prediction.roi == open_volume(models["raw"]).roi and tuple(prediction.voxel_size) == (2, 1, 1)
     assert prediction.array.attrs["channel_names"] == ["a", "b"] and prediction.dtype == np.float32
@@ -83,7 +83,7 @@ def test_dynamic_models_take_a_block_shape_or_a_memory_budget(models, tmp_path, 
     code, summary, err = predict(capsys, "--model", models["dynamic"], "--input", models["raw"], "--output", out,
                                  "--block-shape", "12,8,8")
     assert code == 0, err
-    assert summary["block_shape"] == [12, 8, 8] and summary["input_shape"] == [28, 24, 24] and summary["blocks"] == 8
+    assert summary["block_shape_voxels"] == [12, 8, 8] and summary["input_shape"] == [28, 24, 24] and summary["blocks"] == 8
     expected = whole_prediction(unet(), models["weights"], models["raw"], open_volume(out).roi)
     np.testing.assert_allclose(open_volume(out).read(), expected, atol=1e-5)
     code, summary, err = predict(capsys, "--model", models["dynamic"], "--input", models["raw"], "--output",
@@ -246,7 +246,7 @@ def test_a_2d_model_predicts_a_3d_volume_slice_by_slice(tmp_path, capsys):
     code, summary, err = predict(capsys, "--model", str(tmp_path / "m2d" / "model.onnx"), "--input", raw,
                                  "--output", out, "--workers", "2")
     assert code == 0, err
-    assert summary["block_shape"] == [4, 4, 4] and summary["predictor"]["kind"] == "slices"
+    assert summary["block_shape_voxels"] == [4, 4, 4] and summary["predictor"]["kind"] == "slices"
     prediction = open_volume(out)
     assert prediction.shape == (2, 5, 13, 11) and tuple(prediction.voxel_size) == (3, 1, 1)
     model = architecture.build(2)

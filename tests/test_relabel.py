@@ -241,7 +241,7 @@ def test_listing_blocks_writes_nothing(capsys, tmp_path, monkeypatch):
     code, captured = run(postprocess, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output",
                          f"{tmp_path}/s.zarr/seg", "--method", "connected_components", "--list-blocks")
     lines = [json.loads(line) for line in captured.out.strip().splitlines()]
-    assert code == 0 and len(lines) == 2 and lines[-1]["blocks"] == 1 and lines[-1]["block_shape"] == [16, 16]
+    assert code == 0 and len(lines) == 2 and lines[-1]["blocks"] == 1 and lines[-1]["block_shape_voxels"] == [16, 16]
     assert not (tmp_path / "s.zarr").exists()
 
 

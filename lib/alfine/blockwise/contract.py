@@ -93,11 +93,19 @@ def check_distinct(**urls: str | None) -> None:
         seen[key] = f"{flag} {url}"
 
 
-def print_blocks(blocks: BlockLayout) -> dict:
-    """Write one JSON line per block to stdout (``--list-blocks``); the summary of the listing."""
+def geometry(blocks: BlockLayout, voxel_size: Coordinate) -> dict:
+    """The blocks' geometry as every blockwise summary reports it, each key naming its unit: the region in
+    world units (``roi_world``), the voxel size and the block shape in voxels (``block_shape_voxels``)."""
+    return {"roi_world": format_roi(blocks.roi), "voxel_size": list(voxel_size),
+            "block_shape_voxels": list(blocks.block_shape / Coordinate(voxel_size))}
+
+
+def print_blocks(blocks: BlockLayout, voxel_size: Coordinate) -> dict:
+    """Write one JSON line per block to stdout (``--list-blocks``; regions in world units); the summary of the
+    listing."""
     for block in blocks:
         sys.stdout.write(json.dumps(block.describe()) + "\n")
-    return {"blocks": len(blocks), "roi": format_roi(blocks.roi), "block_shape": list(blocks.block_shape)}
+    return {"blocks": len(blocks), **geometry(blocks, voxel_size)}
 
 
 def run(name: str, blocks: BlockLayout, output: Volume, process: Callable[[Block], None], workers: int = 1,
@@ -105,4 +113,5 @@ def run(name: str, blocks: BlockLayout, output: Volume, process: Callable[[Block
     """Run ``process`` over ``blocks`` writing ``output``: chunk-aligned, resumable, one block or all."""
     check_chunk_aligned(blocks, output.chunk_shape * output.voxel_size, output.offset, output.url.url)
     markers = DoneMarkers(markers_url_for(output.url.url), blocks, output.array.attrs.get("alfine_created"))
-    return run_blocks(name, blocks, process, markers, workers=workers, block_id=block_id, launcher=launcher)
+    counts = run_blocks(name, blocks, process, markers, workers=workers, block_id=block_id, launcher=launcher)
+    return {**geometry(blocks, output.voxel_size), **counts}

@@ -202,7 +202,7 @@ def predict_volume(
     layout, voxel_size = prediction_layout(architecture, raw.voxel_size, roi, input_shape)
     block_voxels = layout.block_shape / voxel_size
     if list_blocks:
-        return print_blocks(layout)
+        return print_blocks(layout, voxel_size)
     scale = output_scale(task, output_dtype)
     if isinstance(normalisation, Percentile):
         normalisation = normalisation.measure(raw)
@@ -215,6 +215,5 @@ def predict_volume(
     output.array.attrs.update({"channel_names": names, "alfine_task": spec.task, "alfine_predictor": spec.describe()})
     process = PredictBlock(spec, raw_url, normalisation, output_url, layout)
     counts = run("predict", layout, output, process, workers=workers, block_id=block_id, launcher=launcher)
-    return {"output": output_url, "raw": raw_url, "roi": format_roi(roi), "voxel_size": list(voxel_size),
-            "block_shape": list(block_voxels), "context": list(architecture.context()),
+    return {"output": output_url, "raw": raw_url, "context": list(architecture.context()),
             "channel_names": names, "dtype": output_dtype, "predictor": spec.describe(), **counts}

@@ -142,7 +142,7 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
         block_shape = default_block_shape(unit, roi.shape / source.voxel_size)
     blocks = blockwise.layout(roi, source.voxel_size, block_shape, unit, context * source.voxel_size)
     if request.list_blocks:
-        return blockwise.print_blocks(blocks)
+        return blockwise.print_blocks(blocks, source.voxel_size)
     blockwise.check_distinct(input=input_url, output=output)
     blockwise.check_plan(blocks, output, unit, source.voxel_size, request.block_id, request.workers)
     block_voxels = int(np.prod(blocks.block_shape / source.voxel_size))

@@ -43,7 +43,7 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
     roi, block_shape = _layout_of(source, info, request)
     layout = BlockLayout(roi, block_shape * source.voxel_size, Coordinate((0,) * roi.dims))
     if request.list_blocks:
-        return blockwise.print_blocks(layout)
+        return blockwise.print_blocks(layout, source.voxel_size)
     join = (info or {}).get("join") or {"rule": "adjacency", "connectivity": 4 if roi.dims == 2 else 6}
     if min_size is not None and not min_size >= 0:
         raise UserError(f"--min-size {min_size:g}: expected a number of voxels, 0 or more")
@@ -71,7 +71,8 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
                             faces_markers, workers=1 if here else request.workers, block_id=request.block_id,
                             launcher=None if here else request.launcher)
         if request.block_id is not None:
-            return {"output": output, "step": "faces", "records": work, **counts}
+            return {"output": output, "step": "faces", "records": work,
+                    **blockwise.geometry(layout, source.voxel_size), **counts}
     write_markers = DoneMarkers(f"{work}/write-done", layout)
     summary = _numbering(work, layout, min_size, write_markers)
     if in_place and (info or {}).get("block_records"):  # the ids change: postprocess-block's records go stale
@@ -81,7 +82,7 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
     target.array.attrs.update({"alfine_relabel": {"objects": summary["objects"], "min_size": min_size,
                                                   "records": work}})
     return {"output": output, "step": "write", "in_place": in_place, "join": join, **summary,
-            "records": work, **counts}
+            "records": work, **blockwise.geometry(layout, source.voxel_size), **counts}
 
 
 def _numbering(work: str, layout: BlockLayout, min_size: float, write_markers: DoneMarkers) -> dict:

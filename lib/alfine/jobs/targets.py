@@ -74,7 +74,7 @@ def make_targets(labels_url: str, task_url: str, output: str, *, weights: str | 
     blocks = blockwise.layout(roi, labels.voxel_size, request.block_shape, storage["shards"] or storage["chunk_shape"],
                               task.context(labels.voxel_size))
     if request.list_blocks:
-        return blockwise.print_blocks(blocks)
+        return blockwise.print_blocks(blocks, labels.voxel_size)
     blockwise.check_plan(blocks, output, storage["shards"] or storage["chunk_shape"], labels.voxel_size,
                          request.block_id, request.workers)
     names = task.channel_names()
