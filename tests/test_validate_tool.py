@@ -155,9 +155,20 @@ def test_clear_errors(tmp_path, capsys, monkeypatch):
     assert "is not a run directory" in capsys.readouterr().err
     run = make_run(tmp_path, AFFINITIES, [], iterations=(5,))
     assert validate_main(["--run", run]) == 2
-    assert "has no validate datasets" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "has no validate datasets" in said and f"alfine-export-model --run {run} --iteration N" in said
     assert validate_main(["--run", run, "--iteration", "5", "--all"]) == 2
     assert "at most one of" in capsys.readouterr().err
+    # export of the best checkpoint from a run that cannot be validated says what to do instead
+    assert export_main(["--run", run, "--iteration", "best", "--output", f"{tmp_path}/m.onnx"]) == 2
+    said = capsys.readouterr().err.strip()
+    assert said.count("\n") == 0 and "no validate datasets" in said and "--iteration N; it has [5]" in said
+    assert not (tmp_path / "m.onnx").exists()
+    # and a run that can be validated, but was not yet
+    validated = make_run(tmp_path / "v", AFFINITIES, [write_dataset(tmp_path, "val", (6, 6, 6), 2)], iterations=(5,))
+    assert export_main(["--run", validated, "--iteration", "best", "--output", f"{tmp_path}/m.onnx"]) == 2
+    said = capsys.readouterr().err
+    assert f"run alfine-validate --run {validated} first, or choose a checkpoint by number" in said
 
 
 def test_training_validates_every_validation_interval(tmp_path, monkeypatch, capsys):

@@ -28,7 +28,9 @@ def validate(run_url: str, iteration: int | None = None, every: bool = False, de
     run_dir = RunDirectory(run_url)
     run = run_dir.config()
     if not run.datasplit.validate:
-        raise UserError(f"{run_url}: the run's datasplit has no validate datasets")
+        raise UserError(f"{run_url}: the run's datasplit has no validate datasets; add some (role validate) to "
+                        f"validate, or export a checkpoint by number (alfine-export-model --run {run_url} "
+                        "--iteration N)")
     scores_log = ValidationLog(run_dir)
     chosen = choose_iterations(run_dir, iteration, every)
     for it in chosen:

@@ -16,7 +16,14 @@ def read_best(run_url: str) -> dict:
     run_dir = RunDirectory(run_url)
     path = run_dir.file(FILE)
     if not run_dir.fs.exists(path):
-        raise UserError(f"{run_url} has no {FILE}: run alfine-validate --run {run_url} first")
+        checkpoints = run_dir.checkpoints()
+        by_number = f"or choose a checkpoint by number (--iteration N; it has {checkpoints})" if checkpoints else \
+            f"and it has no checkpoints yet: train it first (alfine-train --run {run_url})"
+        config = run_dir.read_config()
+        if config is not None and not config.datasplit.validate:
+            raise UserError(f"{run_url} has no {FILE}: its datasplit has no validate datasets, so no best "
+                            f"iteration can be chosen; add some (role validate) {by_number}")
+        raise UserError(f"{run_url} has no {FILE}: run alfine-validate --run {run_url} first, {by_number}")
     return json.loads(run_dir.fs.cat_file(path))
 
 

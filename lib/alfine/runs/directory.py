@@ -150,7 +150,7 @@ class RunDirectory:
             return int(best_for(self.url, criterion)["iteration"])
         available = self.checkpoints()
         if not available:
-            raise UserError(f"{self.url} has no checkpoints yet")
+            raise UserError(f"{self.url} has no checkpoints yet: train it first (alfine-train --run {self.url})")
         if iteration is None:
             return available[-1]
         try:
