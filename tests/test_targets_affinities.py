@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alfine.tasks.targets.affinities import affinities, affinities_with_weights, affinity_context
+from alfine.tasks.targets.affinities import affinities, affinity_context
 from alfine.tasks.targets.lsds import local_shape_descriptors, lsd_context
+from alfine.tasks.targets.weights import balance_binary
 
 # 2D labels with background (0) pairs, touching objects and an object (5) at the right edge.
 LABELS_2D = np.array(
@@ -139,7 +140,8 @@ def test_affinity_offsets_must_match_the_dimensions():
 
 
 def test_balanced_affinity_weights():
-    affs, weights = affinities_with_weights(LABELS_2D, [[0, 1], [1, 0]])
+    affs, known = affinities(LABELS_2D, [[0, 1], [1, 0]])
+    weights = balance_binary(affs, known)
     # channel 0: 9 known, 3 positive -> 1s weigh 0.5 / (3/9) = 1.5, 0s 0.5 / (6/9) = 0.75
     np.testing.assert_allclose(weights[0], np.where(affs[0] == 1, 1.5, 0.75) * EXPECTED_2D[0][2])
     for channel in range(2):

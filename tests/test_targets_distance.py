@@ -10,7 +10,6 @@ import pytest
 from scipy import ndimage
 
 from alfine.tasks.targets.distance import (
-    balance_inside_outside,
     distance_context,
     distance_targets,
     inner_distance,
@@ -19,11 +18,10 @@ from alfine.tasks.targets.distance import (
 )
 from alfine.tasks.targets.semantic import (
     binary_channels,
-    binary_channels_with_weights,
     classes_from_labels,
     one_hot,
-    one_hot_with_weights,
 )
+from alfine.tasks.targets.weights import balance_binary, balance_classes
 
 # --- semantic targets -------------------------------------------------------------------------
 
@@ -73,20 +71,22 @@ def test_binary_channels():
 def test_one_hot_weights_balance_classes():
     classes = np.array([0, 0, 0, 1, 2, 2, 0, 1], dtype=np.uint8)
     mask = np.array([1, 1, 1, 1, 1, 1, 0, 0])  # known: three 0s, one 1, two 2s
-    target, weights = one_hot_with_weights(classes, 3, mask)
+    target, known = one_hot(classes, 3, mask)
+    weights = np.broadcast_to(balance_classes(classes, 3, known[0]), target.shape)
     assert weights.shape == target.shape == (3, 8)
     assert np.array_equal(weights[0], weights[1]) and np.array_equal(weights[0], weights[2])
     # weight of class c = 1 / (3 * frequency_c): frequencies 1/2, 1/6, 1/3
     assert np.allclose(weights[0], [2 / 3, 2 / 3, 2 / 3, 2, 1, 1, 0, 0])
     sums = [weights[0][(classes == c) & (mask > 0)].sum() for c in range(3)]
     assert np.allclose(sums, 2.0)
-    _, given = one_hot_with_weights(classes, 3, mask, frequencies=np.array([0.25, 0.25, 0.5]))
-    assert np.allclose(given[1], [4 / 3, 4 / 3, 4 / 3, 4 / 3, 2 / 3, 2 / 3, 0, 0])
+    given = balance_classes(classes, 3, known[0], frequencies=np.array([0.25, 0.25, 0.5]))
+    assert np.allclose(given, [4 / 3, 4 / 3, 4 / 3, 4 / 3, 2 / 3, 2 / 3, 0, 0])
 
 
 def test_binary_channel_weights_balance_ones_and_zeros():
     classes = np.array([1, 0, 0, 0, 2, 2, 2, 2], dtype=np.uint8)
-    target, weights = binary_channels_with_weights(classes, [1, 2], mask=np.array([1, 1, 1, 1, 1, 1, 1, 0]))
+    target, known = binary_channels(classes, [1, 2], mask=np.array([1, 1, 1, 1, 1, 1, 1, 0]))
+    weights = balance_binary(target, known)
     # channel 0: 1 positive of 7 known -> 0.5 / (1/7) and 0.5 / (6/7); channel 1: 3 of 7
     assert np.allclose(weights[0], [3.5, 7 / 12, 7 / 12, 7 / 12, 7 / 12, 7 / 12, 7 / 12, 0])
     assert np.allclose(weights[1], [7 / 8] * 4 + [7 / 6] * 3 + [0])
@@ -217,7 +217,7 @@ def test_inner_distance_mask():
 def test_balance_inside_outside():
     target = np.array([[0.5, -0.2, -0.3, -0.9], [0.1, 0.3, -0.1, 0.7]], np.float32)
     known = np.array([[1, 1, 1, 1], [1, 1, 1, 0]], np.float32)
-    weights = balance_inside_outside(target, known)
+    weights = balance_binary(target > 0, known)  # the known voxels inside and outside weigh the same
     assert np.allclose(weights, [[2, 2 / 3, 2 / 3, 2 / 3], [0.75, 0.75, 1.5, 0]])
 
 

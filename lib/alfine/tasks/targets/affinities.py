@@ -11,8 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .weights import balance_binary
-
 
 def affinities(
     labels: np.ndarray,
@@ -45,22 +43,6 @@ def affinities(
         affs[channel][here] = same
         known[channel][here] = 1.0 if labelled is None else labelled[here] & labelled[there]
     return affs, known
-
-
-def affinities_with_weights(
-    labels: np.ndarray,
-    neighborhood: Sequence[Sequence[int]],
-    background_as_object: bool = False,
-    mask: np.ndarray | None = None,
-    clip: tuple[float, float] = (0.05, 0.95),
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`affinities` and per-channel balanced loss weights (see ``weights.balance_binary``).
-
-    In every channel the known 1s and the known 0s weigh the same in total (while the fraction of
-    1s lies inside ``clip``); unknown affinities weigh 0.
-    """
-    affs, known = affinities(labels, neighborhood, background_as_object, mask)
-    return affs, balance_binary(affs, known, clip)
 
 
 def affinity_context(neighborhood: Sequence[Sequence[int]], voxel_size: Sequence[int]) -> tuple[int, ...]:

@@ -28,7 +28,6 @@ import edt
 import numpy as np
 
 from .semantic import known_voxels
-from .weights import balance_binary
 
 CLIP_IN_SCALES = 3.0
 """Default ``clip_distance`` of the tanh targets, in units of ``scale``: tanh(3) = 0.995, nearly flat."""
@@ -161,14 +160,3 @@ def distance_context(clip_distance: float, voxel_size: Sequence[int]) -> tuple[i
     voxel beyond the crop is then at least ``clip_distance`` away from every interior voxel.
     """
     return tuple(max(math.ceil(clip_distance / v) - 1, 0) * v for v in voxel_size)
-
-
-def balance_inside_outside(
-    target: np.ndarray, known: np.ndarray, clip: tuple[float, float] = (0.05, 0.95)
-) -> np.ndarray:
-    """Loss weights under which, per channel, the known voxels inside (``target > 0``) and outside weigh the same.
-
-    Plain distance losses weigh by ``known`` alone; these weights (via :func:`weights.balance_binary`)
-    suit classes that fill little of a crop.
-    """
-    return balance_binary(np.asarray(target) > 0, known, clip)

@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 import fastremap
 import numpy as np
 
-from .weights import balance_binary, balance_classes
-
 
 def known_voxels(shape: tuple[int, ...], mask: np.ndarray | None = None) -> np.ndarray:
     """Boolean array of ``shape``: True where the labels are known, i.e. ``mask != 0`` (all True without a mask)."""
@@ -55,21 +53,6 @@ def binary_channels(
     return target, known
 
 
-def binary_channels_with_weights(
-    classes: np.ndarray,
-    class_ids: Sequence[int],
-    mask: np.ndarray | None = None,
-    clip: tuple[float, float] = (0.05, 0.95),
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`binary_channels` with loss weights under which, per channel, the 1s and the 0s weigh the same.
-
-    Returns ``(target, weights)``; weights are :func:`weights.balance_binary` of the known voxels
-    (0 where unknown).
-    """
-    target, known = binary_channels(classes, class_ids, mask)
-    return target, balance_binary(target, known, clip)
-
-
 def one_hot(classes: np.ndarray, num_classes: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One-hot (softmax) target: channel ``c`` is 1.0 where ``classes == c``, for ``c`` in ``0..num_classes-1``.
 
@@ -81,21 +64,3 @@ def one_hot(classes: np.ndarray, num_classes: int, mask: np.ndarray | None = Non
     if largest >= num_classes:
         raise ValueError(f"class {largest} found, but num_classes is {num_classes}")
     return binary_channels(classes, range(num_classes), mask)
-
-
-def one_hot_with_weights(
-    classes: np.ndarray,
-    num_classes: int,
-    mask: np.ndarray | None = None,
-    clip: tuple[float, float] = (0.01, 1.0),
-    frequencies: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`one_hot` with class-balanced loss weights: every class weighs the same in total.
-
-    Returns ``(target, weights)``, both ``[num_classes, ...]``; a voxel has the same weight on every
-    channel, :func:`weights.balance_classes` of its class (frequencies measured on the known voxels
-    unless given), and 0 where unknown.
-    """
-    target, known = one_hot(classes, num_classes, mask)
-    voxel_weights = balance_classes(classes, num_classes, known[0], clip, frequencies)
-    return target, np.broadcast_to(voxel_weights, target.shape).copy()
