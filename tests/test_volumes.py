@@ -72,12 +72,12 @@ def test_funlib_and_ome_attributes_round_trip(tmp_path, zarr_format, shards):
         assert tuple(reopened.chunk_shape) == shards
 
     # The OME-NGFF reader alone (funlib attributes removed) gives the same geometry.
-    array = zarr.open_array(url, mode="r+")
+    array = zarr.open_array(f"{url}/s0", mode="r+")
     for key in ("voxel_size", "offset", "axis_names", "units"):
         del array.attrs[key]
     ome_only = open_volume(url)
     _assert_geometry(ome_only)
-    group = zarr.open_group(f"{tmp_path}/d.zarr", mode="r").attrs.asdict()
+    group = zarr.open_group(url, mode="r").attrs.asdict()
     if zarr_format == 2:
         assert group["multiscales"][0]["version"] == "0.4"
     else:
@@ -85,7 +85,8 @@ def test_funlib_and_ome_attributes_round_trip(tmp_path, zarr_format, shards):
 
 
 def test_ome_reader_follows_the_0_4_specification(tmp_path):
-    """A zarr v2 image written by another tool: OME 0.4 group attributes, channel axis, micrometres."""
+    """A zarr v2 image written by another tool: OME 0.4 group attributes, channel axis, micrometres; the
+    translation is the first voxel's centre, so the offset (its corner) is half a voxel less."""
     group = zarr.open_group(f"{tmp_path}/img.ome.zarr", mode="w", zarr_format=2)
     group.create_array("0", shape=(2, 10, 10, 10), chunks=(1, 5, 5, 5), dtype="uint8")
     group.attrs["multiscales"] = [{
@@ -99,7 +100,7 @@ def test_ome_reader_follows_the_0_4_specification(tmp_path):
     for url in (f"{tmp_path}/img.ome.zarr/0", f"{tmp_path}/img.ome.zarr"):  # the array, or the image group
         volume = open_volume(url)
         assert tuple(volume.voxel_size) == (8, 4, 4)
-        assert tuple(volume.offset) == (400, 0, 1200)
+        assert tuple(volume.offset) == (400 - 4, 0 - 2, 1200 - 2)
         assert volume.geometry.units == ("nm", "nm", "nm")
         assert volume.geometry.axis_names == ("c^", "z", "y", "x")
         assert volume.channel_shape == (2,)
@@ -112,7 +113,7 @@ def test_ome_0_5_reader_on_a_foreign_v3_image(tmp_path):
         "axes": [{"name": n, "type": "space", "unit": "nanometer"} for n in "zyx"],
         "datasets": [{"path": "s0", "coordinateTransformations": [
             {"type": "scale", "scale": list(map(float, VOXEL_SIZE))},
-            {"type": "translation", "translation": list(map(float, OFFSET))}]}],
+            {"type": "translation", "translation": [o + v / 2 for o, v in zip(OFFSET, VOXEL_SIZE)]}]}],
     }]}
     _assert_geometry(open_volume(f"{tmp_path}/img.zarr/s0"))
 
@@ -283,7 +284,7 @@ def test_prepare_refuses_bad_requests(tmp_path):
 
 def test_zstd_compression_is_the_default(tmp_path):
     prepare_volume(f"{tmp_path}/a.zarr/x", Roi((0, 0, 0), (8, 8, 8)), (1, 1, 1), "uint64", (4, 4, 4))
-    meta = json.loads((tmp_path / "a.zarr" / "x" / ".zarray").read_text())
+    meta = json.loads((tmp_path / "a.zarr" / "x" / "s0" / ".zarray").read_text())
     assert meta["compressor"]["id"] == "blosc" and meta["compressor"]["cname"] == "zstd"
     assert meta["dimension_separator"] == "/"
 

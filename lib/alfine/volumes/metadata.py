@@ -6,13 +6,14 @@ Readers, tried in this order for an array named ``NAME`` in group ``G``:
    ``offset``, ``axis_names`` (channel axes end in ``^``), ``units``;
 2. OME-NGFF multiscales on ``G``: 0.4 (``multiscales`` in zarr v2 ``.zattrs``) or 0.5
    (``ome.multiscales`` in zarr v3 ``zarr.json``), the dataset whose ``path`` is ``NAME``;
-   scale and translation are physical units, channel axes have no scale;
+   scale and translation are physical units, the translation is the first voxel's centre (the
+   offset, its corner, is half a voxel less), channel axes have no scale;
 3. N5 attributes on the dataset (``resolution`` or ``pixelResolution``, ``offset``,
    ``axes``/``units``), listed x,y,z and reversed to z,y,x;
 4. otherwise voxel size 1 and offset 0 for every spatial axis.
 
-Writers put funlib attributes on the array and an OME-NGFF multiscales entry named after
-the array on its group, so funlib/daisy, neuroglancer and OME tools open it as it is.
+Writers (:mod:`.ngff`) make every volume an OME-NGFF image group whose level arrays carry
+funlib attributes, so funlib/daisy, neuroglancer and OME tools open it as it is.
 World coordinates are integers (funlib's ``Coordinate`` truncates floats): fractional
 micrometre scales are converted to nanometres, anything else fractional is refused.
 """
@@ -28,9 +29,9 @@ from ..errors import VolumeError
 
 SPATIAL_AXES = ("z", "y", "x")
 # funlib writes short unit names, OME-NGFF the UDUNITS-2 names.
-_OME_UNITS = {"nm": "nanometer", "um": "micrometer", "µm": "micrometer", "mm": "millimeter", "pm": "picometer",
+OME_UNITS = {"nm": "nanometer", "um": "micrometer", "µm": "micrometer", "mm": "millimeter", "pm": "picometer",
               "A": "angstrom", "m": "meter", "s": "second", "ms": "millisecond", "": ""}
-_SHORT_UNITS = {v: k for k, v in _OME_UNITS.items() if k != "µm"}
+_SHORT_UNITS = {v: k for k, v in OME_UNITS.items() if k != "µm"}
 # How many of the unit on the right make one of the unit on the left, for fractional scales.
 _FINER_UNIT = {"micrometer": ("nanometer", 1000), "millimeter": ("micrometer", 1000), "nanometer": ("picometer", 1000)}
 
@@ -156,7 +157,8 @@ def from_ome(group_attrs: Mapping, array_name: str, ndim: int) -> Geometry | Non
             names = tuple(a["name"] + ("^" if i not in spatial else "") for i, a in enumerate(axes))
             unit = axes[spatial[0]].get("unit", "") if spatial else ""
             n = len(spatial)
-            world, unit = _integral([scale[i] for i in spatial] + [translation[i] for i in spatial], unit,
+            corner = [t - s / 2 for t, s in zip(translation, scale, strict=True)]
+            world, unit = _integral([scale[i] for i in spatial] + [corner[i] for i in spatial], unit,
                                     "OME-NGFF scale and translation")
             voxel_size, offset = world[:n], world[n:]
             short = _SHORT_UNITS.get(unit, unit)
@@ -183,40 +185,3 @@ def from_n5(attrs: Mapping, ndim: int) -> Geometry | None:
     if names is not None and len(names) == ndim:
         geometry = Geometry(geometry.voxel_size, geometry.offset, tuple(names)[::-1], geometry.units)
     return geometry
-
-
-def ome_multiscale_entry(name: str, geometry: Geometry, zarr_format: int) -> dict:
-    """One OME-NGFF multiscales entry describing array ``name`` of its group, at one scale level."""
-    axes = []
-    spatial_names = geometry.axis_names[geometry.channel_dims:]
-    for n in geometry.axis_names[: geometry.channel_dims]:
-        axes.append({"name": n.rstrip("^"), "type": "channel"})
-    for n, unit in zip(spatial_names, geometry.units, strict=True):
-        axes.append({"name": n, "type": "space", "unit": _OME_UNITS.get(unit, unit)})
-    ones = [1.0] * geometry.channel_dims
-    zeros = [0.0] * geometry.channel_dims
-    entry = {
-        "name": name,
-        "axes": axes,
-        "datasets": [{
-            "path": name,
-            "coordinateTransformations": [
-                {"type": "scale", "scale": ones + [float(v) for v in geometry.voxel_size]},
-                {"type": "translation", "translation": zeros + [float(v) for v in geometry.offset]},
-            ],
-        }],
-    }
-    if zarr_format == 2:
-        entry = {"version": "0.4", **entry}
-    return entry
-
-
-def with_ome_entry(group_attrs: Mapping, entry: dict, zarr_format: int) -> dict:
-    """The group attributes with ``entry`` added to (or replacing its namesake in) the multiscales list."""
-    attrs = dict(group_attrs)
-    entries = [m for m in ome_multiscales(attrs) if m.get("name") != entry["name"]] + [entry]
-    if zarr_format == 2:
-        attrs["multiscales"] = entries
-    else:
-        attrs["ome"] = {**dict(attrs.get("ome", {})), "version": "0.5", "multiscales": entries}
-    return attrs

@@ -1,8 +1,8 @@
 """Creating output volumes: an array with its geometry, or a matching one reopened.
 
-:func:`prepare_volume` makes the array an output is written into: zarr format 2 or 3, chunked
-(and sharded) as asked, compressed, with funlib attributes on the array and an OME-NGFF
-multiscales entry on its group. An existing array that matches is reopened (so a re-run resumes
+:func:`prepare_volume` makes the array an output is written into: an OME-NGFF image group at the
+URL (see :mod:`.ngff`) whose level ``s0`` is a zarr format 2 or 3 array, chunked (and sharded) as
+asked, compressed, with funlib attributes. An existing array that matches is reopened (so a re-run resumes
 into it); one that differs is refused, naming both. Each creation records a new token
 (``alfine_created``), which tells done markers of an earlier creation from current ones.
 """
@@ -23,6 +23,7 @@ from funlib.geometry import Coordinate, Roi
 from ..errors import VolumeError
 from ..geometry import check_aligned
 from . import metadata as md
+from . import ngff
 from .urls import VolumeUrl, parse_volume_url
 from .volume import COMPRESSIONS, Volume, exists, open_volume
 
@@ -66,6 +67,7 @@ def prepare_volume(
     fill_value: float = 0,
     overwrite: bool = False,
     scale: tuple[float, float] | None = None,
+    label: bool = False,
 ) -> Volume:
     """Create the volume at ``url`` (open for writing), or reopen it when it already matches.
 
@@ -73,7 +75,8 @@ def prepare_volume(
     error naming both, unless ``overwrite`` (which deletes it first). ``roi`` must lie on the
     grid of ``voxel_size``; ``chunk_shape`` (and ``shards``, zarr format 3 only) are spatial
     shapes in voxels; channel axes are chunked whole. ``scale`` ``(scale, offset)`` makes an
-    integer volume quantised (see :class:`Volume`).
+    integer volume quantised (see :class:`Volume`). ``label`` marks a segmentation (OME-NGFF
+    ``image-label``). A bare array at ``url`` (written before volumes were images) is reopened as it is.
     """
     parsed = parse_volume_url(url)
     voxel_size = Coordinate(voxel_size)
@@ -108,7 +111,7 @@ def prepare_volume(
     # Job array elements start at once and each creates the output if it is missing: one creates it, the
     # others wait for it (an OS lock in the container, locally) and reopen it.
     args = (url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape, zarr_format,
-            compression, fill_value, overwrite, scale)
+            compression, fill_value, overwrite, scale, label)
     if not overwrite and exists(url):  # reopened or refused: nothing to create, so no lock to leave behind
         return _create_or_reopen(*args)
     with _creating(parsed):
@@ -141,7 +144,7 @@ def _creating(parsed: VolumeUrl) -> Iterator[None]:
 
 
 def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape,
-                      zarr_format, compression, fill_value, overwrite, scale) -> Volume:
+                      zarr_format, compression, fill_value, overwrite, scale, label) -> Volume:
     if not overwrite and exists(url):
         existing = open_volume(url, mode="r+")
         wanted = {"shape": shape, "dtype": str(dtype), "chunks": chunks, "voxel_size": tuple(voxel_size),
@@ -171,15 +174,16 @@ def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, s
     group_format = root.metadata.zarr_format
     if group_format != zarr_format:
         raise VolumeError(f"{url}: the container is zarr format {group_format}, asked for format {zarr_format}")
-    group = root.require_group(parsed.parent_path) if parsed.parent_path else root
+    parent = root.require_group(parsed.parent_path) if parsed.parent_path else root
+    image = parent.create_group(parsed.name, overwrite=True) if overwrite else parent.require_group(parsed.name)
     kwargs: dict[str, Any] = {}
     if zarr_format == 2:
         kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
     else:
         kwargs["dimension_names"] = [n.rstrip("^") for n in geometry.axis_names]
     compressor = _compressor(compression, zarr_format, dtype)
-    array = group.create_array(
-        parsed.name,
+    array = image.create_array(
+        ngff.level_name(0),
         shape=shape,
         chunks=chunks,
         shards=shard_shape,
@@ -191,6 +195,6 @@ def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, s
         overwrite=overwrite,
         **kwargs,
     )
-    entry = md.ome_multiscale_entry(parsed.name, geometry, zarr_format)
-    group.attrs.put(md.with_ome_entry(group.attrs.asdict(), entry, zarr_format))
+    levels = [(ngff.level_name(0), geometry)]
+    image.attrs.put(ngff.image_attributes(image.attrs.asdict(), parsed.name, levels, zarr_format, label))
     return Volume(parsed, array, geometry, writable=True, scale=scale)

@@ -209,7 +209,8 @@ def _open_zarr_node(parsed: VolumeUrl, mode: str):
 def open_volume(url: str, mode: str = "r") -> Volume:
     """Open the volume at ``url`` for reading (``mode="r"``) or reading and writing (``"r+"``).
 
-    A URL naming an OME-NGFF image group opens its first (finest) scale level.
+    A URL naming an OME-NGFF image group (what alfine writes) opens its first, finest scale level
+    and keeps the image's URL; ``IMAGE/s1`` opens another level; a bare array opens as it is.
     """
     if mode not in ("r", "r+"):
         raise ValueError(f"mode must be 'r' or 'r+', not {mode!r}")
@@ -228,19 +229,21 @@ def open_volume(url: str, mode: str = "r") -> Volume:
     import zarr
 
     node, parent = _open_zarr_node(parsed, mode)
+    name = parsed.name
     if isinstance(node, zarr.Group):
         multiscales = md.ome_multiscales(node.attrs.asdict())
         if not multiscales or not multiscales[0].get("datasets"):
             raise VolumeError(f"{url}: is a group, not an array (and has no OME-NGFF multiscales)")
-        first = str(multiscales[0]["datasets"][0]["path"])
-        base = parsed.path + "/" + first if parsed.path else first
-        parsed = VolumeUrl(parsed.url + "/" + first, parsed.container, base, parsed.protocol)
-        node, parent = node[first], node
+        name = str(multiscales[0]["datasets"][0]["path"])
+        try:
+            node, parent = node[name], node
+        except KeyError:
+            raise VolumeError(f"{url}: its OME-NGFF multiscales name {name!r}, which is not in it") from None
     ndim = len(node.shape)
     attrs = node.attrs.asdict()
     geometry = (
         md.from_funlib(attrs, ndim)
-        or (md.from_ome(parent.attrs.asdict(), parsed.name, ndim) if parent is not None else None)
+        or (md.from_ome(parent.attrs.asdict(), name, ndim) if parent is not None else None)
         or md.Geometry.default(ndim)
     )
     return Volume(parsed, node, geometry, writable=(mode == "r+"), scale=_scale_of(attrs, parsed.url))
