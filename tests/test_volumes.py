@@ -113,7 +113,7 @@ def test_ome_0_5_reader_on_a_foreign_v3_image(tmp_path):
         "axes": [{"name": n, "type": "space", "unit": "nanometer"} for n in "zyx"],
         "datasets": [{"path": "s0", "coordinateTransformations": [
             {"type": "scale", "scale": list(map(float, VOXEL_SIZE))},
-            {"type": "translation", "translation": [o + v / 2 for o, v in zip(OFFSET, VOXEL_SIZE)]}]}],
+            {"type": "translation", "translation": [o + v / 2 for o, v in zip(OFFSET, VOXEL_SIZE, strict=True)]}]}],
     }]}
     _assert_geometry(open_volume(f"{tmp_path}/img.zarr/s0"))
 

@@ -8,7 +8,7 @@ import os
 import sys
 
 COMMANDS = ["synthesize", "make-targets", "train", "validate", "evaluate", "export-model", "predict-block",
-            "postprocess-block", "relabel"]
+            "postprocess-block", "relabel", "downsample"]
 
 
 def _summary(command: str) -> str:

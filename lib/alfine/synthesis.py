@@ -90,7 +90,7 @@ def synthesize(
         log.info("%s already holds this synthetic volume; reusing it", container)
         return _summary(container, spec, reused=True)
     for name, dtype in ARRAYS.items():
-        prepare_volume(f"{container}/{name}", roi, voxel_size, dtype, chunk_shape, **storage)
+        prepare_volume(f"{container}/{name}", roi, voxel_size, dtype, chunk_shape, label=name != "raw", **storage)
     _set_finished_spec(container, None)
 
     blocks = _blocks(Coordinate(shape), block_shape)

@@ -156,7 +156,8 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
         "id_stride": block_voxels if instances else None, "join": join, "block_records": instances,
     }}
     dtype, out_channels = method_of(chosen.method).output_type(chosen.params, channels)
-    segmentation = prepare_volume(output, roi, source.voxel_size, dtype, channels=out_channels, **storage)
+    segmentation = prepare_volume(output, roi, source.voxel_size, dtype, channels=out_channels,
+                                  label=not out_channels, **storage)
     segmentation.array.attrs.update(attributes)
     process = PostprocessBlock(input_url, output, chosen.method, chosen.params, chosen.offsets,
                                chosen.channels, instances, block_voxels, format_roi(roi),

@@ -58,7 +58,7 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
     else:
         chunks = Coordinate(storage["shards"] or storage["chunk_shape"])
         check_chunk_aligned(layout, chunks * source.voxel_size, roi.begin, output)
-        target = prepare_volume(output, roi, source.voxel_size, np.uint64, **storage)
+        target = prepare_volume(output, roi, source.voxel_size, np.uint64, label=True, **storage)
     check_chunk_aligned(layout, target.chunk_shape * target.voxel_size, target.offset, output)
     _claim(work, input_url, layout)
 

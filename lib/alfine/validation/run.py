@@ -218,7 +218,7 @@ def _write_segmentation(url: str, labels, segmentation: np.ndarray, attrs: dict)
     channels = segmentation.shape[: segmentation.ndim - labels.roi.dims]
     chunks = Coordinate(min(64, s) for s in segmentation.shape[len(channels):])
     volume = prepare_volume(url, labels.roi, labels.voxel_size, segmentation.dtype, chunks, channels=channels,
-                            overwrite=True)
+                            overwrite=True, label=segmentation.dtype.kind in "ui" and not channels)
     volume.write(labels.roi, segmentation)
     volume.array.attrs.update({"alfine_validation": attrs})
 

@@ -114,7 +114,7 @@ def prepare_volume(
             compression, fill_value, overwrite, scale, label)
     if not overwrite and exists(url):  # reopened or refused: nothing to create, so no lock to leave behind
         return _create_or_reopen(*args)
-    with _creating(parsed):
+    with creating(parsed):
         for attempt in range(20):
             try:
                 return _create_or_reopen(*args)
@@ -126,7 +126,7 @@ def prepare_volume(
 
 
 @contextlib.contextmanager
-def _creating(parsed: VolumeUrl) -> Iterator[None]:
+def creating(parsed: VolumeUrl) -> Iterator[None]:
     """Hold an OS lock on the container's folder while creating in it (local containers; elsewhere
     nothing). The lock is on the folder itself, so it leaves no file behind."""
     if not parsed.is_local:
