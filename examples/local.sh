@@ -123,7 +123,12 @@ alfine-postprocess-block --input "$DEMO/predictions.zarr/affinities" --params-fr
 alfine-relabel --input "$DEMO/segmentation.zarr/fragments" --output "$DEMO/segmentation.zarr/objects" \
     --workers 2 > "$DEMO/relabel.json"
 
-echo "== 10. evaluate the final segmentation of the held-out volume against its synthetic labels, inside its mask" >&2
+echo "== 10. pyramids of the final outputs, so viewers open them at any zoom (segmentation.zarr opens on the objects)" >&2
+alfine-downsample --input "$DEMO/segmentation.zarr/objects" --root --workers 2 > "$DEMO/downsample-objects.json"
+alfine-downsample --input "$DEMO/predictions.zarr/affinities" --workers 2 > "$DEMO/downsample-predictions.json"
+alfine-downsample --input "$DEMO/heldout.zarr/raw" --workers 2 > "$DEMO/downsample-raw.json"
+
+echo "== 11. evaluate the final segmentation of the held-out volume against its synthetic labels, inside its mask" >&2
 alfine-evaluate --truth "$DEMO/heldout.zarr/labels" --prediction "$DEMO/segmentation.zarr/objects" \
     --mask "$DEMO/heldout.zarr/mask" > "$DEMO/final-evaluation.json"
 python3 - "$DEMO" <<'PY' >&2

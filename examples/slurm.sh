@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The demo's pipeline (examples/local.sh, steps 5-10) on a Slurm cluster: training as one job
 # (resubmitting resumes it from its last checkpoint), prediction and post-processing as job arrays
-# (one block per array element), relabelling as a final job that starts when the post-processing
+# (one block per array element), relabelling as a job that starts when the post-processing
 # array has succeeded (--dependency=afterok) and starts its 2 workers as job steps with srun
-# (--launcher). Every step is resumable: running the script again skips what is finished.
+# (--launcher), and the final outputs' pyramids as a last job. Every step is resumable: running the script again skips what is finished.
 #
 #   bash examples/slurm.sh
 #   ALFINE="apptainer run --nv --bind /nrs,/groups alfine.sif" RELABEL_LAUNCHER= bash examples/slurm.sh
@@ -90,6 +90,12 @@ echo "== relabel: a job that starts when every post-processing element succeeded
     -o "$WORK/logs/relabel.%j.out" \
     --wrap "$(job relabel --input "$WORK/segmentation.zarr/fragments" --output "$WORK/segmentation.zarr/objects" \
               --workers 2 ${RELABEL_LAUNCHER:+--launcher "$RELABEL_LAUNCHER"} --no-progress)" > /dev/null
+
+echo "== pyramids of the final outputs: one job, 2 local workers each (segmentation.zarr opens on the objects)" >&2
+"${SBATCH[@]}" --wait -J pyramids -c 2 "${CPU[@]}" -o "$WORK/logs/pyramids.%j.out" \
+    --wrap "$(job downsample --input "$WORK/segmentation.zarr/objects" --root --workers 2 --no-progress) && \
+            $(job downsample --input "$WORK/predictions.zarr/affinities" --workers 2 --no-progress) && \
+            $(job downsample --input "$WORK/heldout.zarr/raw" --workers 2 --no-progress)" > /dev/null
 
 echo "== evaluate the held-out volume's segmentation against its synthetic labels" >&2
 $ALFINE evaluate --truth "$WORK/heldout.zarr/labels" --mask "$WORK/heldout.zarr/mask" \

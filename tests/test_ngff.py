@@ -209,3 +209,16 @@ def test_bad_inputs_are_refused_before_anything_is_written(capsys, tmp_path):
     assert "--factor" in refused(downsample, capsys, "--input", f"{tmp_path}/d.zarr/objects", "--factor", "1,1,1")
     assert not os.path.exists(f"{tmp_path}/d.zarr/objects/s1")
     assert "multiscales" not in zarr.open_group(f"{tmp_path}/d.zarr", mode="r").attrs
+
+
+def test_an_image_whose_creation_was_killed_before_its_data_is_created_again(tmp_path):
+    """prepare_volume writes the image's metadata before s0: metadata without s0 is no volume yet, and a re-run
+    creates s0 into it."""
+    url = f"{tmp_path}/k.zarr/pred"
+    roi = Roi((0, 0, 0), (8, 8, 8))
+    prepare_volume(url, roi, (1, 1, 1), "float32", (4, 4, 4))
+    zarr.open_group(url, mode="r+").__delitem__("s0")  # as if killed between the metadata and the array
+    with pytest.raises(Exception, match="s0"):
+        open_volume(url)
+    volume = prepare_volume(url, roi, (1, 1, 1), "float32", (4, 4, 4))
+    assert volume.shape == (8, 8, 8) and validate(zarr.open_group(url, mode="r"))

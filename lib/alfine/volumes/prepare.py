@@ -176,6 +176,10 @@ def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, s
         raise VolumeError(f"{url}: the container is zarr format {group_format}, asked for format {zarr_format}")
     parent = root.require_group(parsed.parent_path) if parsed.parent_path else root
     image = parent.create_group(parsed.name, overwrite=True) if overwrite else parent.require_group(parsed.name)
+    # The metadata first: an image whose s0 is missing (a creation killed halfway) is not a volume yet, so a
+    # re-run creates s0; the other order would leave an s0 that no metadata names and no re-run could create.
+    levels = [(ngff.level_name(0), geometry)]
+    image.attrs.put(ngff.image_attributes(image.attrs.asdict(), parsed.name, levels, zarr_format, label))
     kwargs: dict[str, Any] = {}
     if zarr_format == 2:
         kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
@@ -195,6 +199,4 @@ def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, s
         overwrite=overwrite,
         **kwargs,
     )
-    levels = [(ngff.level_name(0), geometry)]
-    image.attrs.put(ngff.image_attributes(image.attrs.asdict(), parsed.name, levels, zarr_format, label))
     return Volume(parsed, array, geometry, writable=True, scale=scale)
