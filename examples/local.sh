@@ -29,8 +29,8 @@ for name, a in s["arrays"].items():
 print(f"""
 how to look at it:
   {demo}/preview.png                  central slice: raw | labels | classes | mask
-  neuroglancer, napari or any OME-NGFF / funlib viewer opens {demo}/data.zarr as it is
-  python: import zarr; zarr.open_array("{demo}/data.zarr/raw")[48]""")
+  neuroglancer, napari or any OME-NGFF / funlib viewer opens {demo}/data.zarr/raw (and labels, ...) as it is
+  python: import zarr; zarr.open_array("{demo}/data.zarr/raw/s0")[48]""")
 PY
 
 echo "== 2. the targets of an affinities task (short and long range, with LSDs), blockwise" >&2

@@ -54,10 +54,10 @@ def test_a_finished_volume_is_reused_and_a_changed_one_rewritten(tmp_path, capsy
     out = f"{tmp_path}/d.zarr"
     args = ["--output", out, "--shape", "16,32,32", "--chunk-shape", "16,16,16"]
     first = _synthesize(capsys, *args)
-    stamp = (tmp_path / "d.zarr" / "raw" / "0" / "0" / "0").stat().st_mtime_ns
+    stamp = (tmp_path / "d.zarr" / "raw" / "s0" / "0" / "0" / "0").stat().st_mtime_ns
     second = _synthesize(capsys, *args)
     assert (first["reused"], second["reused"]) == (False, True)
-    assert (tmp_path / "d.zarr" / "raw" / "0" / "0" / "0").stat().st_mtime_ns == stamp
+    assert (tmp_path / "d.zarr" / "raw" / "s0" / "0" / "0" / "0").stat().st_mtime_ns == stamp
     before = _arrays(out)["raw"]
     third = _synthesize(capsys, *args, "--seed", "1")
     assert third["reused"] is False

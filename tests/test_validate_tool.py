@@ -119,7 +119,7 @@ def test_written_segmentation_scores_equal_alfine_evaluate(affinities_run, capsy
     for method in ("mutex_watershed", "agglomerate"):
         segmentation = f"{tmp_path}/run/validation/10.zarr/val_raw/{method}"
 
-        params = zarr.open_array(f"{tmp_path}/run/validation/10.zarr/val_raw/{method}").attrs["alfine_validation"]
+        params = zarr.open_array(f"{tmp_path}/run/validation/10.zarr/val_raw/{method}/s0").attrs["alfine_validation"]
         [written] = [r for r in rows if r["method"] == method and r["dataset"] == "val/raw"
                      and r["params"] == params["params"]]
         assert evaluate_main(["--truth", f"{tmp_path}/val.zarr/labels", "--mask", f"{tmp_path}/val.zarr/mask",
@@ -140,8 +140,8 @@ def test_a_semantic_task_is_scored_per_class(tmp_path, monkeypatch, capsys):
     assert all(set(r["scores"]) == {"1"} for r in rows)
     # the f1 of a threshold equals the Dice of the thresholded prediction, computed here independently
 
-    prediction = zarr.open_array(f"{tmp_path}/run/validation/3.zarr/val_raw/prediction")[:]
-    truth = zarr.open_array(f"{tmp_path}/val.zarr/labels")[:] > 0
+    prediction = zarr.open_array(f"{tmp_path}/run/validation/3.zarr/val_raw/prediction/s0")[:]
+    truth = zarr.open_array(f"{tmp_path}/val.zarr/labels/s0")[:] > 0
     for r in rows:
         if r["method"] == "threshold":
             predicted = prediction[0] > r["params"]["threshold"]
@@ -234,14 +234,14 @@ def test_the_border_predicted_from_padding_is_not_scored(tmp_path, monkeypatch, 
     assert {r["dataset"] for r in rows} == set(regions)
     for r in rows:
         roi = regions[r["dataset"]]
-        labels = zarr.open_array(f"{tmp_path}/{r['dataset'].split('/')[0]}.zarr/labels")[:]
+        labels = zarr.open_array(f"{tmp_path}/{r['dataset'].split('/')[0]}.zarr/labels/s0")[:]
         scored = labels[tuple(slice(b // v, e // v) for b, e, v in zip(roi.begin, roi.end, VOXEL, strict=True))]
         assert r["scored_roi"] == format_roi(roi)
         assert r["scores"]["voxels"] == np.count_nonzero(scored), r["dataset"]
         assert r["scores"]["truth_objects"] == len(np.unique(scored[scored != 0]))
         assert isinstance(r["degenerate"], bool)
     # the written segmentation of the best parameters scores the same with alfine-evaluate on the scored region
-    attrs = zarr.open_array(f"{tmp_path}/run/validation/5.zarr/flush_raw/agglomerate").attrs["alfine_validation"]
+    attrs = zarr.open_array(f"{tmp_path}/run/validation/5.zarr/flush_raw/agglomerate/s0").attrs["alfine_validation"]
     [written] = [r for r in rows if r["dataset"] == "flush/raw" and r["method"] == "agglomerate"
                  and r["params"] == attrs["params"]]
     assert attrs["scored_roi"] == format_roi(inner)
