@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from funlib.geometry import Roi
 from inference_helpers import make_raw, make_run, unet, whole_prediction
+from ngff_helpers import validate_container
 
 from alfine.volumes import open_volume, prepare_volume
 from alfine_tools.predict_block import main
@@ -87,6 +88,7 @@ def test_dynamic_models_take_a_block_shape_or_a_memory_budget(models, tmp_path, 
     assert summary["blocks"] == 8
     expected = whole_prediction(unet(), models["weights"], models["raw"], open_volume(out).roi)
     np.testing.assert_allclose(open_volume(out).read(), expected, atol=1e-5)
+    assert type(validate_container(f"{tmp_path}/out.zarr")["pred"]).__name__ == "Image"  # OME-NGFF 0.4
     code, summary, err = predict(capsys, "--model", models["dynamic"], "--input", models["raw"], "--output",
                                  f"{tmp_path}/out.zarr/memory", "--memory", "2MB", "--list-blocks")
     assert code == 0, err

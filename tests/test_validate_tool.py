@@ -8,6 +8,7 @@ import pytest
 import torch
 import zarr
 from funlib.geometry import Coordinate, Roi
+from ngff_helpers import validate_container
 
 from alfine.architectures import ArchitectureConfig
 from alfine.configs import from_dict
@@ -127,6 +128,9 @@ def test_written_segmentation_scores_equal_alfine_evaluate(affinities_run, capsy
         scores = json.loads(capsys.readouterr().out)["scores"]
         for metric, value in written["scores"].items():
             assert scores[metric] == pytest.approx(value, rel=1e-9, abs=1e-12), metric
+    kinds = {p: type(m).__name__ for p, m in validate_container(f"{tmp_path}/run/validation/10.zarr").items()}
+    assert kinds == {f"{d}/{name}": kind for d in ("val_raw", "tiny_raw") for name, kind in
+                     (("prediction", "Image"), ("mutex_watershed", "ImageLabel"), ("agglomerate", "ImageLabel"))}
 
 
 def test_a_semantic_task_is_scored_per_class(tmp_path, monkeypatch, capsys):

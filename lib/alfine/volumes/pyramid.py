@@ -163,12 +163,18 @@ def _by_factor(data: np.ndarray, factor: Sequence[int], channel_dims: int) -> np
     return data.reshape(split).transpose(order).reshape(coarse + (math.prod(factor),))
 
 
+def _sum_by_factor(data: np.ndarray, factor: Sequence[int], channel_dims: int) -> np.ndarray:
+    """The sum (float64) of the voxels each coarse voxel covers (spatial axes a multiple of ``factor``)."""
+    spatial = data.shape[channel_dims:]
+    split = data.shape[:channel_dims] + tuple(x for s, f in zip(spatial, factor, strict=True) for x in (s // f, f))
+    return data.reshape(split).sum(axis=tuple(channel_dims + 2 * i + 1 for i in range(len(spatial))),
+                                   dtype=np.float64)
+
+
 def reduce_mean(data: np.ndarray, inside: np.ndarray, factor: Sequence[int], channel_dims: int) -> np.ndarray:
     """The mean of the voxels each coarse voxel covers, counting only those ``inside`` (spatial mask); float64."""
-    values = _by_factor(data.astype(np.float64), factor, channel_dims)
-    weights = _by_factor(inside.astype(np.float64), factor, 0)
-    total = (values * weights).sum(axis=-1)
-    count = weights.sum(axis=-1)
+    total = _sum_by_factor(np.where(inside, data, 0) if not inside.all() else data, factor, channel_dims)
+    count = _sum_by_factor(inside, factor, 0)
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
