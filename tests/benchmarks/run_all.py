@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-BENCHMARKS = ["learning", "training", "inference", "relabel", "scaling", "scheduling"]
+BENCHMARKS = ["learning", "training", "inference", "relabel", "scaling", "scheduling", "downsample"]
 
 
 def machine() -> dict:
