@@ -85,6 +85,7 @@ def pipeline(bin_folder: Path, root: Path, name: str, threshold: float | None = 
            "connected_components", "--params", params, "--block-shape", "8,8,8")
     alfine("relabel", "--input", f"{out}/fragments", "--output", f"{out}/objects", "--workers", "2")
     scores = alfine("evaluate", "--truth", f"{root}/volume.zarr/labels", "--prediction", f"{out}/objects")["scores"]
+    assert alfine("downsample", "--input", f"{out}/objects", "--levels", "1")["method"] == "mode"  # no torch either
     return {"prediction": prediction, "objects": open_volume(f"{out}/objects").read(), "scores": scores,
             "threshold": threshold}
 
