@@ -40,9 +40,7 @@ def body(options: Options) -> dict:
     from alfine.jobs.downsample import downsample
 
     return downsample(options.input, levels=options.levels, level=options.level, factor=options.factor,
-                      roi=options.roi, block_shape=options.block_shape, workers=options.workers,
-                      block_id=options.block_id, list_blocks=options.list_blocks, launcher=options.launcher,
-                      root=options.root)
+                      root=options.root, request=options.request())
 
 
 def main(argv=None) -> int:

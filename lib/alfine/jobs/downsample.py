@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
+from ..blockwise import contract as blockwise
+from ..blockwise.contract import WHOLE, BlockRequest
 from ..errors import UserError
 from ..geometry import region_mask
 from ..volumes.pyramid import Image, default_factor, level_geometry, level_roi, reduce_mean, reduce_mode
-from ..blockwise import contract as blockwise
 
 
 @dataclass
@@ -64,14 +65,14 @@ def plan_factors(voxel_size: Coordinate, spatial_shape: Coordinate, chunk_shape:
     return factors
 
 
-def downsample(image_url: str, levels: int | None = None, level: int | None = None,
-               factor: tuple[int, ...] | None = None, roi: Roi | None = None, block_shape: tuple | None = None,
-               workers: int = 1, block_id: int | None = None, list_blocks: bool = False,
-               launcher: str | None = None, root: bool = False) -> dict:
+def downsample(image_url: str, *, levels: int | None = None, level: int | None = None,
+               factor: tuple[int, ...] | None = None, root: bool = False, request: BlockRequest = WHOLE) -> dict:
     """Write levels 1..``levels`` of the image at ``image_url`` (or only ``level``, from the level before it) and
-    list them in its multiscales; a JSON-ready summary. ``roi`` (world units) limits the blocks to those that
-    cover it; ``block_id`` runs one block of the one level named by ``level``. ``root`` then also describes the
-    image on its container's root (see :meth:`Image.describe_on_root`), once every level is listed."""
+    list them in its multiscales; a JSON-ready summary. ``request.roi`` (world units) limits the blocks to those
+    that cover it; ``request.block_id`` runs one block of the one level named by ``level``. ``root`` then also
+    describes the image on its container's root (see :meth:`Image.describe_on_root`), once every level is
+    listed."""
+    block_id, list_blocks = request.block_id, request.list_blocks
     image = Image(image_url)
     if root:
         image.check_root()
@@ -88,29 +89,30 @@ def downsample(image_url: str, levels: int | None = None, level: int | None = No
         raise UserError(f"--level {level}: level {level - 1} of {image_url} does not exist yet; make it first")
     summaries = []
     for k in chosen:
-        summaries.append(_one_level(image, k, factors[k - 1], roi, block_shape, workers, block_id, list_blocks,
-                                    launcher))
+        summaries.append(_one_level(image, k, factors[k - 1], request))
     if root and not list_blocks and block_id is None:
         image.describe_on_root()
     return {"image": image_url, "label": image.label, "method": "mode" if image.label else "mean",
             "levels": summaries}
 
 
-def _one_level(image: Image, level: int, factor: Coordinate, roi: Roi | None, block_shape, workers: int,
-               block_id: int | None, list_blocks: bool, launcher: str | None) -> dict:
+def _one_level(image: Image, level: int, factor: Coordinate, request: BlockRequest) -> dict:
     finer = image.open_level(level - 1)
     geometry = level_geometry(finer.geometry, factor)
     whole = level_roi(finer.roi, geometry)
     chunks = Coordinate(min(c, s) for c, s in zip(finer.chunk_shape, whole.shape / geometry.voxel_size,
                                                   strict=True))
-    region = whole if roi is None else _snapped(roi, whole, chunks * geometry.voxel_size)
-    blocks = blockwise.layout(region, geometry.voxel_size, block_shape, chunks, Coordinate((0,) * region.dims))
-    if list_blocks:
+    region = whole if request.roi is None else _snapped(request.roi, whole, chunks * geometry.voxel_size)
+    blocks = blockwise.layout(region, geometry.voxel_size, request.block_shape, chunks,
+                              Coordinate((0,) * region.dims))
+    if request.list_blocks:
         return {"level": level, **blockwise.print_blocks(blocks)}
-    blockwise.check_plan(blocks, image.level_url(level), chunks, geometry.voxel_size, block_id, workers)
+    blockwise.check_plan(blocks, image.level_url(level), chunks, geometry.voxel_size, request.block_id,
+                         request.workers)
     output = image.prepare_level(level, factor)
     process = DownsampleBlock(image.url.url, level, tuple(factor), image.label)
-    counts = blockwise.run(f"downsample-s{level}", blocks, output, process, workers, block_id, launcher)
+    counts = blockwise.run(f"downsample-s{level}", blocks, output, process, request.workers,
+                            request.block_id, request.launcher)
     return {"level": level, "url": image.level_url(level), "factor": list(factor),
             "voxel_size": list(geometry.voxel_size), "shape": list(output.shape), **counts}
 
