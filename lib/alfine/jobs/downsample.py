@@ -106,15 +106,15 @@ def _one_level(image: Image, level: int, factor: Coordinate, request: BlockReque
     blocks = blockwise.layout(region, geometry.voxel_size, request.block_shape, chunks,
                               Coordinate((0,) * region.dims))
     if request.list_blocks:
-        return {"level": level, **blockwise.print_blocks(blocks)}
+        return {"level": level, **blockwise.print_blocks(blocks, geometry.voxel_size)}
     blockwise.check_plan(blocks, image.level_url(level), chunks, geometry.voxel_size, request.block_id,
                          request.workers)
     output = image.prepare_level(level, factor)
     process = DownsampleBlock(image.url.url, level, tuple(factor), image.label)
     counts = blockwise.run(f"downsample-s{level}", blocks, output, process, request.workers,
                             request.block_id, request.launcher)
-    return {"level": level, "url": image.level_url(level), "factor": list(factor),
-            "voxel_size": list(geometry.voxel_size), "shape": list(output.shape), **counts}
+    return {"level": level, "url": image.level_url(level), "factor": list(factor), "shape": list(output.shape),
+            **blockwise.geometry(blocks, geometry.voxel_size), **counts}
 
 
 def _snapped(roi: Roi, whole: Roi, chunk_world: Coordinate) -> Roi:
