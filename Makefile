@@ -11,7 +11,7 @@ STAMP := $(VENV)/.alfine-installed
 REQUIREMENTS := pyproject.toml $(wildcard requirements/*.txt)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo test lint bench images clean
+.PHONY: install demo test tour-test lint bench images clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
+# The README's tour, every command as written, in order (a few minutes; not part of make test).
+tour-test: $(STAMP)
+	ALFINE_TOUR=1 $(PY) -m pytest -q tests/test_readme.py -k tour
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib tools tests
 
@@ -51,4 +55,4 @@ images:
 	else echo "apptainer not found: skipped the .sif files" >&2; fi
 
 clean:
-	rm -rf demo .pytest_cache
+	rm -rf demo tour .pytest_cache
