@@ -2,16 +2,18 @@
 
 One synthetic volume (``raw`` uint8 and ``labels`` uint64, 192³ at scale 1) is stored as alfine
 creates outputs: zarr format 2, 64³ chunks, blosc zstd level 3 with byte shuffle, nested keys. The
-same array is then written and read whole by three clients, each opened once:
+same array is then written and read by three clients (alfine in two ways), each opened once:
 
-- **alfine**: :meth:`Volume.write` / :meth:`Volume.read` of an open :class:`~alfine.volumes.Volume`;
+- **alfine**: :meth:`Volume.write` / :meth:`Volume.read` of an open :class:`~alfine.volumes.Volume`, by
+  default (zarr-python) and with ``ALFINE_TENSORSTORE=1`` (tensorstore, :mod:`alfine.volumes.bulk`);
 - **zarr-python**: ``array[...] = data`` / ``array[...]`` of ``zarr.open_array``;
 - **tensorstore**: its ``zarr`` driver on the same directory, ``write(...).result()`` / ``read().result()``.
 
 Two access patterns: the **whole** volume in one call, and one call per 64³ **chunk** (how a
-blockwise worker reads and writes). Each measurement is repeated ``--repeats`` times, the three
+blockwise worker reads and writes). Each measurement is repeated ``--repeats`` times, the
 clients interleaved, on a shared machine: a row gives alfine's median MB/s (uncompressed bytes) with
-its min–max, the medians of both references, and alfine over the faster reference (goal ≥ 0.9).
+its min–max (and the same with ``ALFINE_TENSORSTORE=1``), the medians of both references, and alfine
+(default) over the faster reference (goal ≥ 0.9).
 Every read is checked to equal the data. Run: ``.venv/bin/python tests/benchmarks/bench_volumes.py
 [--scale S] [--repeats N]``; prints one JSON object with ``rows`` (see ``run_all.py``).
 """
@@ -39,7 +41,7 @@ from alfine.synthetic import SyntheticParams, generate_block  # noqa: E402
 from alfine.volumes import open_volume, prepare_volume  # noqa: E402
 
 CHUNK = 64
-CLIENTS = ("alfine", "zarr-python", "tensorstore")
+CLIENTS = ("alfine", "alfine-tensorstore", "zarr-python", "tensorstore")
 
 
 def _data(edge: int) -> dict[str, np.ndarray]:
@@ -51,6 +53,10 @@ def _data(edge: int) -> dict[str, np.ndarray]:
 def _clients(url: str, path: str) -> dict:
     """For each client, ``(write(slices, data), read(slices))`` on the array at ``url`` (local ``path``)."""
     volume = open_volume(url, mode="r+")
+    os.environ["ALFINE_TENSORSTORE"] = "1"  # read on a volume's first I/O
+    bulk = open_volume(url, mode="r+")
+    bulk._io()
+    del os.environ["ALFINE_TENSORSTORE"]
     array = zarr.open_array(path, mode="r+")
     store = tensorstore.open({"driver": "zarr", "kvstore": {"driver": "file", "path": path + "/"}}).result()
 
@@ -65,6 +71,7 @@ def _clients(url: str, path: str) -> dict:
 
     return {
         "alfine": (lambda s, d: volume.write(roi(s), d), lambda s: volume.read(roi(s))),
+        "alfine-tensorstore": (lambda s, d: bulk.write(roi(s), d), lambda s: bulk.read(roi(s))),
         "zarr-python": (write_array, lambda s: array[s]),
         "tensorstore": (write_store, lambda s: store[s].read().result()),
     }
@@ -98,8 +105,8 @@ def measure(root: str, edge: int, repeats: int) -> list[dict]:
         for pattern, parts in (("whole", whole), ("chunk", chunks)):
             for op in ("write", "read"):
                 seconds: dict[str, list[float]] = {c: [] for c in CLIENTS}
-                for _ in range(repeats):
-                    for client in CLIENTS:
+                for repeat in range(repeats):
+                    for client in CLIENTS[repeat % len(CLIENTS):] + CLIENTS[:repeat % len(CLIENTS)]:  # no fixed order
                         write, read = clients[client]
                         operation = (write, None) if op == "write" else (None, read)
                         seconds[client].append(_time(operation, parts, data))
@@ -113,10 +120,12 @@ def measure(root: str, edge: int, repeats: int) -> list[dict]:
 def row(result: dict) -> dict:
     median = result["median"]
     faster = max(("zarr-python", "tensorstore"), key=lambda c: median[c])
-    rates = result["mb_per_s"]["alfine"]
+    rates, bulk = result["mb_per_s"]["alfine"], result["mb_per_s"]["alfine-tensorstore"]
     what = "one call for the volume" if result["pattern"] == "whole" else f"{result['calls']} calls of one 64³ chunk"
     return {"name": f"volumes: {result['op']} {result['dtype']}, {what} (MB/s, median)",
-            "alfine": f"{median['alfine']:.0f} MB/s ({min(rates):.0f}–{max(rates):.0f})",
+            "alfine": f"{median['alfine']:.0f} MB/s ({min(rates):.0f}–{max(rates):.0f}); ALFINE_TENSORSTORE=1: "
+                      f"{median['alfine-tensorstore']:.0f} ({min(bulk):.0f}–{max(bulk):.0f}), ratio "
+                      f"{median['alfine-tensorstore'] / median[faster]:.2f}",
             "reference": f"zarr-python {median['zarr-python']:.0f}, tensorstore {median['tensorstore']:.0f} MB/s",
             "ratio": round(median["alfine"] / median[faster], 2)}
 
