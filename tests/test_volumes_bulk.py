@@ -109,6 +109,7 @@ def test_other_protocols_stay_with_zarr(tmp_path, monkeypatch):
     assert kvstore(parse_volume_url("gs://b/x.zarr/raw")) is None
     assert kvstore(parse_volume_url(f"file://{tmp_path}/x.zarr/raw")) == {"driver": "file",
                                                                           "path": f"{tmp_path}/x.zarr/"}
-    volume = prepare_volume("memory://m.zarr/raw", Roi((0, 0, 0), (8, 8, 8)), (1, 1, 1), np.uint8, (4, 4, 4))
+    url = f"memory://bulk-{tmp_path.name}.zarr/raw"  # the memory filesystem is shared by the process's tests
+    volume = prepare_volume(url, Roi((0, 0, 0), (8, 8, 8)), (1, 1, 1), np.uint8, (4, 4, 4))
     volume.write(volume.roi, np.full((8, 8, 8), 3, np.uint8))
     assert volume._io() is volume.array and (volume.read() == 3).all()
