@@ -48,7 +48,9 @@ def plain_copy(root: str, result, output: str) -> float:
     """Seconds to read the prediction with zarr-python and write ``result`` (a zarr array's data) as a new array."""
     import zarr
 
-    source = zarr.open_array(f"{root}/d.zarr/pred", mode="r")
+    from alfine.volumes import open_volume
+
+    source = zarr.open_array(f"{root}/d.zarr/{open_volume(f'{root}/d.zarr/pred').array.path}", mode="r")
     began = time.perf_counter()
     source[...]
     target = zarr.create_array(output, shape=result.shape, chunks=result.chunks, dtype=result.dtype,
@@ -59,7 +61,7 @@ def plain_copy(root: str, result, output: str) -> float:
 
 
 def measure(root: str, side: int, repeats: int) -> list[dict]:
-    import zarr
+    from alfine.volumes import open_volume
 
     results = []
     for method in METHODS:
@@ -68,7 +70,7 @@ def measure(root: str, side: int, repeats: int) -> list[dict]:
             for repeat in range(repeats):
                 output = f"{root}/s.zarr/{method}_{workers}_{repeat}"
                 alfine.append(alfine_run(root, method, workers, output))
-                array = zarr.open_array(f"{root}/s.zarr", path=f"{method}_{workers}_{repeat}", mode="r")
+                array = open_volume(output).array
                 array.data = array[...]
                 copy.append(plain_copy(root, array, f"{root}/c.zarr/{method}_{workers}_{repeat}"))
             results.append({"method": method, "params": METHODS[method], "workers": workers, "voxels": side**3,

@@ -51,12 +51,14 @@ def _data(edge: int) -> dict[str, np.ndarray]:
 
 
 def _clients(url: str, path: str) -> dict:
-    """For each client, ``(write(slices, data), read(slices))`` on the array at ``url`` (local ``path``)."""
+    """For each client, ``(write(slices, data), read(slices))`` on the array at ``url`` (in the local container
+    ``path``)."""
     volume = open_volume(url, mode="r+")
     os.environ["ALFINE_TENSORSTORE"] = "1"  # read on a volume's first I/O
     bulk = open_volume(url, mode="r+")
     bulk._io()
     del os.environ["ALFINE_TENSORSTORE"]
+    path = f"{path}/{volume.array.path}"  # the array itself (a level of an image group)
     array = zarr.open_array(path, mode="r+")
     store = tensorstore.open({"driver": "zarr", "kvstore": {"driver": "file", "path": path + "/"}}).result()
 
@@ -101,7 +103,7 @@ def measure(root: str, edge: int, repeats: int) -> list[dict]:
     for name, data in _data(edge).items():
         url = f"{root}/d.zarr/{name}"
         prepare_volume(url, Roi((0, 0, 0), (edge,) * 3), (1, 1, 1), data.dtype, (CHUNK,) * 3)
-        clients = _clients(url, f"{root}/d.zarr/{name}")
+        clients = _clients(url, f"{root}/d.zarr")
         for pattern, parts in (("whole", whole), ("chunk", chunks)):
             for op in ("write", "read"):
                 seconds: dict[str, list[float]] = {c: [] for c in CLIENTS}

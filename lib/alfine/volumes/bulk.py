@@ -64,7 +64,7 @@ def open_bulk(parsed: VolumeUrl, array: Any, writable: bool) -> Any | None:
         log.warning("%s is set but tensorstore is not installed: zarr-python does the I/O", SWITCH)
         return None
     driver = "zarr" if array.metadata.zarr_format == 2 else "zarr3"
-    spec = {"driver": driver, "kvstore": store, "path": parsed.path}
+    spec = {"driver": driver, "kvstore": store, "path": array.path}  # the array itself (an image group's level)
     try:
         return ts.open(spec, open=True, read=True, write=writable).result()
     except Exception as e:  # an array tensorstore cannot serve: zarr-python does the I/O
