@@ -150,3 +150,23 @@ def test_a_run_directory_gives_its_latest_or_chosen_checkpoint(tmp_path):
     assert latest(x).shape == (2, 4, 4, 4) and latest(x).dtype == np.float32
     np.testing.assert_array_equal(latest(x), by_hand(x))
     assert not np.allclose(latest(x), first(x))
+
+
+def test_channels_last_3d_on_the_cpu_gives_the_default_layouts_outputs(tmp_path):
+    """On the CPU a 3D model runs in channels_last_3d (faster convolutions) unless told otherwise; its outputs
+    equal the default layout's to float rounding and come back C-contiguous; a 2D model keeps the default."""
+    architecture = unet()
+    weights = save_weights(tmp_path, architecture)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 24, 20, 20)).astype(np.float32)
+    fast = TorchPredictor(architecture, TASK, weights, "cpu")
+    plain = TorchPredictor(architecture, TASK, weights, "cpu", channels_last=False)
+    assert fast.memory_format == torch.channels_last_3d and plain.memory_format == torch.contiguous_format
+    conv = next(p for p in fast.model.parameters() if p.dim() == 5 and p.shape[1] > 1)
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d) and not conv.is_contiguous()
+    ours, theirs = fast(x), plain(x)
+    assert ours.flags.c_contiguous and ours.shape == theirs.shape and np.ptp(theirs) > 0.1
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    flat = unet(input_shape=[20, 20], downsample_factors=[[2, 2]])
+    flat_predictor = TorchPredictor(flat, TASK, save_weights(tmp_path, flat, name="w2.pt"), "cpu")
+    assert flat_predictor.memory_format == torch.contiguous_format
+    assert flat_predictor(x[:, 0]).shape[1:] == (4, 4)

@@ -5,7 +5,8 @@ exported model on a zarr raw volume: reading each block with its context, normal
 writing chunk-aligned float32 output, done markers. Reference: the same onnxruntime session settings
 running the same block inputs, already normalised in memory, one after another. Reports output
 voxels/s of both and alfine's overhead (target < 10%), plus torch against onnxruntime on the same
-tiles on the CPU. Run: ``.venv/bin/python tests/benchmarks/bench_inference.py [--scale S] [--workers N]`` (or
+tiles on the CPU, and torch's ``channels_last_3d`` layout (alfine's torch default on the CPU) against
+torch's default layout. Run: ``.venv/bin/python tests/benchmarks/bench_inference.py [--scale S] [--workers N]`` (or
 ``tests/benchmarks/run_all.py --only inference``); prints one JSON object with ``rows``.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 
@@ -87,16 +89,25 @@ def _bare_onnx(path: str, tiles: list[np.ndarray], threads: int) -> float:
     return time.perf_counter() - began
 
 
-def _bare_torch(run_url: str, tiles: list[np.ndarray], threads: int) -> float:
+def _bare_torch(run_url: str, tiles: list[np.ndarray], threads: int, channels_last: bool = True) -> float:
+    """Seconds for alfine's torch predictor to run every tile (after one warm-up run), in torch's
+    ``channels_last_3d`` layout (alfine's default on the CPU) or its default one."""
     from alfine.inference import run_predictor_spec
+    from alfine.inference.torch_model import TorchPredictor
 
-    predictor = run_predictor_spec(run_url, 1, "cpu").build()
+    spec = run_predictor_spec(run_url, 1, "cpu")
+    predictor = TorchPredictor(spec.architecture_config(), spec.task_config(), spec.weights, "cpu",
+                               channels_last=channels_last)
     torch.set_num_threads(threads)
     predictor(tiles[0])
     began = time.perf_counter()
     for tile in tiles:
         predictor(tile)
     return time.perf_counter() - began
+
+
+def _spread(count: int, seconds: list[float]) -> str:
+    return f"{count / max(seconds):.3f}–{count / min(seconds):.3f}"
 
 
 def _predict(model_path: str, raw: str, output: str, workers: int, roi: Roi | None = None) -> tuple[float, dict]:
@@ -111,6 +122,7 @@ def main() -> dict:
     parser.add_argument("--workers", type=int, default=1, help="alfine's worker processes (threads split among them)")
     parser.add_argument("--input-size", type=int, default=84, help="the network's input edge (valid: 44 + 8n)")
     parser.add_argument("--torch-tiles", type=int, default=4, help="tiles for the torch comparison")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the torch comparison (median and spread)")
     args = parser.parse_args()
     edge = 44 * max(1, round(3 * args.scale ** (1 / 3)))  # 27 output blocks of 44³ at scale 1 (input 84)
     shape = (edge, edge, edge)
@@ -131,7 +143,13 @@ def main() -> dict:
         alfine_seconds, summary = _predict(model_path, raw, f"{root}/out.zarr/pred", args.workers)
         bare_seconds += _bare_onnx(model_path, tiles, worker_threads(1)) / 2
         few = tiles[: args.torch_tiles]
-        onnx_few, torch_few = _bare_onnx(model_path, few, worker_threads(1)), _bare_torch(run, few, worker_threads(1))
+        layouts: dict[str, list[float]] = {"onnx": [], "channels_last_3d": [], "default": []}
+        for _ in range(args.repeats):  # interleaved: shared machines drift
+            layouts["onnx"].append(_bare_onnx(model_path, few, worker_threads(1)))
+            layouts["channels_last_3d"].append(_bare_torch(run, few, worker_threads(1)))
+            layouts["default"].append(_bare_torch(run, few, worker_threads(1), channels_last=False))
+        onnx_few, torch_few, default_few = (statistics.median(layouts[k]) for k in
+                                            ("onnx", "channels_last_3d", "default"))
     alfine_rate = output_voxels / alfine_seconds
     bare_rate = len(tiles) * tile_voxels / bare_seconds
     result = {
@@ -143,6 +161,7 @@ def main() -> dict:
         "torch_cpu_tiles_per_second": round(len(few) / torch_few, 3),
         "onnxruntime_cpu_tiles_per_second": round(len(few) / onnx_few, 3),
         "onnxruntime_speedup_over_torch": round(torch_few / onnx_few, 3),
+        "torch_seconds_per_layout": {k: [round(t, 3) for t in v] for k, v in layouts.items()},
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "onnxruntime": onnxruntime.__version__},
         "rows": [
@@ -151,9 +170,18 @@ def main() -> dict:
              "alfine": f"{alfine_rate / 1e6:.3f} MVx/s",
              "reference": f"bare onnxruntime loop, tiles in memory: {bare_rate / 1e6:.3f} MVx/s",
              "ratio": round(alfine_rate / bare_rate, 3)},
-            {"name": "inference: torch CPU against onnxruntime, same tiles (tiles/s)",
+            {"name": "inference: onnxruntime against torch CPU in its best layout (channels_last_3d), same tiles "
+                     "(tiles/s, median)",
              "alfine": f"onnxruntime {len(few) / onnx_few:.3f} tiles/s",
-             "reference": f"torch {len(few) / torch_few:.3f} tiles/s", "ratio": round(torch_few / onnx_few, 3)},
+             "reference": f"torch channels_last_3d {len(few) / torch_few:.3f} tiles/s",
+             "ratio": round(torch_few / onnx_few, 3)},
+            {"name": "inference: torch CPU in channels_last_3d (alfine's torch default) against torch's default "
+                     "layout, same tiles (tiles/s, median)",
+             "alfine": f"channels_last_3d {len(few) / torch_few:.3f} tiles/s "
+                       f"({_spread(len(few), layouts['channels_last_3d'])})",
+             "reference": f"default layout {len(few) / default_few:.3f} tiles/s "
+                          f"({_spread(len(few), layouts['default'])})",
+             "ratio": round(default_few / torch_few, 3)},
         ],
     }
     print(json.dumps(result, indent=2))

@@ -23,7 +23,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-BENCHMARKS = ["learning", "training", "inference", "relabel", "scaling", "scheduling", "downsample"]
+BENCHMARKS = ["learning", "training", "inference", "relabel", "scaling", "scheduling", "downsample", "volumes",
+              "postprocess", "agglomeration"]
 
 
 def machine() -> dict:

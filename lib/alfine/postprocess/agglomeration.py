@@ -162,22 +162,110 @@ def _next_to_unlabelled(labels: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def fragment(affinities: np.ndarray, offsets: np.ndarray, threshold: float) -> np.ndarray:
     """Fragments (uint64, 0 = background) as step 1 of the module says.
 
-    ``affinities`` are C-contiguous nearest-neighbour affinities ``[C, *spatial]``.
+    ``affinities`` are C-contiguous nearest-neighbour affinities ``[C, *spatial]``. The rounds of new
+    seeds after the first growth are computed at once (:func:`_later_seed_ids`), with the same ids.
     """
     from scipy.ndimage import binary_erosion
 
     highest, lowest = _edge_extremes(affinities, offsets)
-    foreground = highest > threshold
     fragments = label_components(binary_erosion(lowest > threshold, border_value=1))
     seeds = np.flatnonzero(fragments)
-    while len(seeds):
-        fragments = _grow(fragments, seeds, affinities, offsets, threshold)
-        unlabelled = label_components(foreground & (fragments == 0))
-        where = np.flatnonzero(unlabelled)
-        _, first = np.unique(unlabelled.flat[where], return_index=True)
-        seeds = where[first]
-        fragments.flat[seeds] = fragments.max() + unlabelled.flat[seeds]
+    if not len(seeds):
+        return fragments  # no interior: nothing to grow from, nothing is labelled
+    fragments = _grow(fragments, seeds, affinities, offsets, threshold)
+    left = np.flatnonzero((highest > threshold) & (fragments == 0))
+    if len(left):
+        fragments.flat[left] = _later_seed_ids(left, fragments.shape, affinities, offsets, threshold,
+                                               int(fragments.max()))
     return fragments
+
+
+def _later_seed_ids(
+    left: np.ndarray, shape: tuple[int, ...], affinities: np.ndarray, offsets: np.ndarray, threshold: float,
+    start: int,
+) -> np.ndarray:
+    """The fragment ids that the rounds of new seeds of step 1 give the foreground voxels ``left`` (flat
+    indices, ascending) unlabelled after the first growth, computed without those rounds' rescans.
+
+    Growth from a voxel of ``left`` reaches exactly its part: the voxels of ``left`` joined to it by edges above
+    ``threshold`` (an edge above ``threshold`` to a labelled voxel would have labelled it). A round seeds the
+    first voxel (C order) of every face-connected component of the voxels still unlabelled, so it labels the
+    part whose first voxel is that component's first voxel, and numbers the new parts after ``start`` in C
+    order of their first voxels. The part seeded with a region's first voxel in round ``k`` leaves regions
+    for round ``k + 1``; so a part's round is its depth in the tree whose node for part ``p`` spans the
+    face-connected component of ``p`` among the parts whose first voxel comes no earlier (built from the
+    last part to the first with a union-find). Ids follow by (round, first voxel).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    size = len(left)
+    index = np.full(int(np.prod(shape)), -1, np.int64)
+    index[left] = np.arange(size)
+    unit = np.eye(len(shape), dtype=np.int64)
+    strong, touching = _neighbour_pairs(index, shape, offsets, affinities, threshold), _neighbour_pairs(
+        index, shape, unit)
+    graph = coo_matrix((np.ones(len(strong[0]), np.int8), strong), shape=(size, size))
+    _, part = connected_components(graph, directed=False)
+    # parts numbered by their first voxel: the first occurrence of each part along ``left`` (ascending)
+    _, first = np.unique(part, return_index=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    part = rank[part]
+    u, v = part[touching[0]], part[touching[1]]
+    between = u != v
+    keys = np.unique(np.minimum(u, v)[between] * len(first) + np.maximum(u, v)[between])
+    depth = _depths(len(first), np.stack([keys // len(first), keys % len(first)], axis=1))
+    order = np.lexsort((np.arange(len(first)), depth))
+    ids = np.empty(len(first), np.uint64)
+    ids[order] = np.arange(start + 1, start + 1 + len(first), dtype=np.uint64)
+    return ids[part]
+
+
+def _neighbour_pairs(index: np.ndarray, shape: tuple[int, ...], offsets: np.ndarray,
+                     affinities: np.ndarray | None = None, threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)``: the ``index`` values of the pairs of voxels ``v``, ``v + offset`` that both have one (``>= 0``),
+    with ``affinities`` only those whose edge is above ``threshold``."""
+    grid = index.reshape(shape)
+    a_parts, b_parts = [], []
+    for channel, offset in enumerate(offsets):
+        here, there = edge_slices(shape, offset)
+        a, b = grid[here], grid[there]
+        keep = (a >= 0) & (b >= 0)
+        if affinities is not None:
+            keep &= affinities[channel][here] > threshold
+        a_parts.append(a[keep])
+        b_parts.append(b[keep])
+    return np.concatenate(a_parts), np.concatenate(b_parts)
+
+
+def _depths(nodes: int, pairs: np.ndarray) -> np.ndarray:
+    """Depth (roots 0) of every node of the tree in which node ``n`` spans the connected component of ``n`` in
+    the graph ``pairs`` (``[E, 2]``, ``u < v``) restricted to nodes ``>= n``; its parent is the node that spans
+    the smallest such component containing it."""
+    later: list[list[int]] = [[] for _ in range(nodes)]
+    for u, v in pairs.tolist():
+        later[u].append(v)
+    root = list(range(nodes))  # union-find over the nodes added so far; each set's root is its smallest node
+
+    def find(n: int) -> int:
+        while root[n] != n:
+            root[n] = root[root[n]]
+            n = root[n]
+        return n
+
+    parent = [-1] * nodes
+    for n in range(nodes - 1, -1, -1):
+        for w in later[n]:
+            top = find(w)
+            if top != n:
+                parent[top] = n
+                root[top] = n
+    depth = np.zeros(nodes, np.int64)
+    for n in range(nodes):  # parents come before their children
+        if parent[n] >= 0:
+            depth[n] = depth[parent[n]] + 1
+    return depth
 
 
 def _edge_extremes(affinities: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -173,15 +173,29 @@ class Volume:
             )
         channels = (slice(None),) * self.geometry.channel_dims
         index = channels + self._voxel_slices(roi)
-        if hasattr(self.array, "write"):  # tensorstore
-            self.array[index].write(self._stored(data)).result()
+        target = self._io()
+        if hasattr(target, "write"):  # tensorstore
+            target[index].write(self._stored(data)).result()
         else:
-            self.array[index] = self._stored(data)
+            target[index] = self._stored(data)
 
     def _get(self, index: tuple[slice, ...]) -> np.ndarray:
-        if hasattr(self.array, "read"):  # tensorstore
-            return self.array[index].read().result()
-        return self.array[index]
+        source = self._io()
+        if hasattr(source, "read"):  # tensorstore
+            return source[index].read().result()
+        return source[index]
+
+    def _io(self) -> Any:
+        """What reads and writes the voxels: the array, or tensorstore's view of it where ``ALFINE_TENSORSTORE``
+        asks for that (:mod:`.bulk`); chosen on first use."""
+        if "_io_view" not in self.__dict__:
+            from . import bulk
+
+            view = None
+            if bulk.enabled() and not hasattr(self.array, "read"):
+                view = bulk.open_bulk(self.url, self.array, self.writable)
+            self._io_view = self.array if view is None else view
+        return self._io_view
 
 
 # -- opening ----------------------------------------------------------------------------

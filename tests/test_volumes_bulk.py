@@ -1,0 +1,117 @@
+"""Volume I/O through tensorstore (ALFINE_TENSORSTORE=1) against zarr-python: the same bytes, each reads the other's."""
+
+import os
+
+import numpy as np
+import pytest
+from funlib.geometry import Roi
+
+from alfine.volumes import open_volume, parse_volume_url, prepare_volume
+from alfine.volumes.bulk import kvstore
+
+CASES = [  # (zarr format, shards, dtype, channels)
+    (2, None, np.uint8, ()), (2, None, np.uint64, ()), (2, None, np.float32, (3,)),
+    (3, None, np.uint8, ()), (3, None, np.uint64, (2,)), (3, (16, 16, 16), np.uint64, ()),
+]
+SHAPE = (20, 24, 16)  # chunks of 8^3 cut at the far faces (24 = 3 x 8, 20 and 16 not all)
+
+
+def _data(dtype, channels):
+    rng = np.random.default_rng(0)
+    blobs = np.kron(rng.integers(0, 5, (3, 3, 2)), np.ones((8, 8, 8), np.int64))[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
+    data = blobs * 1000 + rng.integers(0, 3, SHAPE)  # compressible, not constant; blobs of 0 chunks stay empty
+    data[:8, :8, :8] = 0
+    return np.broadcast_to(data, channels + SHAPE).astype(dtype)
+
+
+def _files(container: str) -> dict[str, bytes]:
+    """Every file below ``container`` but the attributes (their creation tokens differ), by relative path."""
+    found = {}
+    for folder, _, names in os.walk(container):
+        for name in set(names) - {".zattrs", "zarr.json"}:
+            path = os.path.join(folder, name)
+            found[os.path.relpath(path, container)] = open(path, "rb").read()
+    return found
+
+
+def _write(url, fmt, shards, dtype, channels, data, region=None):
+    roi = Roi((0, 0, 0), SHAPE)
+    volume = prepare_volume(url, roi, (1, 1, 1), dtype, (8, 8, 8), channels=channels, zarr_format=fmt, shards=shards)
+    if region is None:
+        volume.write(roi, data)
+    else:  # a region off the chunk grid: partial chunks are read, changed and written back
+        index = (slice(None),) * len(channels) + tuple(slice(b, e) for b, e in zip(region.begin, region.end,
+                                                                                     strict=True))
+        volume.write(region, data[index])
+    return volume
+
+
+@pytest.mark.parametrize("fmt,shards,dtype,channels", CASES)
+def test_tensorstore_writes_the_bytes_zarr_writes_and_reads_them_back(tmp_path, monkeypatch, fmt, shards, dtype,
+                                                                         channels):
+    data = _data(dtype, channels)
+    monkeypatch.delenv("ALFINE_TENSORSTORE", raising=False)
+    plain = _write(f"{tmp_path}/z.zarr/a", fmt, shards, dtype, channels, data)
+    assert plain._io() is plain.array  # off by default: zarr-python
+    monkeypatch.setenv("ALFINE_TENSORSTORE", "1")
+    fast = _write(f"{tmp_path}/t.zarr/a", fmt, shards, dtype, channels, data)
+    assert fast._io() is not fast.array and hasattr(fast._io(), "read")
+    theirs, ours = _files(f"{tmp_path}/z.zarr"), _files(f"{tmp_path}/t.zarr")
+    assert sorted(ours) == sorted(theirs) and len(theirs) >= 4
+    assert shards or not any(k.endswith("/0/0/0") for k in theirs)  # the empty first chunk is not stored
+    if shards is None:  # a shard's chunks may lie in another order (its index says where): compared decoded only
+        assert ours == theirs
+    np.testing.assert_array_equal(open_volume(f"{tmp_path}/z.zarr/a").read(), data)  # tensorstore reads zarr's
+    monkeypatch.delenv("ALFINE_TENSORSTORE")
+    np.testing.assert_array_equal(open_volume(f"{tmp_path}/t.zarr/a").read(), data)  # zarr reads tensorstore's
+
+
+def test_partial_chunks_and_fill_values_match_zarr(tmp_path, monkeypatch):
+    """A region off the chunk grid written into an existing array, and reads reaching outside the volume."""
+    data = _data(np.uint64, ())
+    region = Roi((3, 5, 2), (11, 9, 13))
+    for name, switch in (("z", "0"), ("t", "1")):
+        monkeypatch.setenv("ALFINE_TENSORSTORE", switch)
+        _write(f"{tmp_path}/{name}.zarr/a", 2, None, np.uint64, (), data + 7)
+        _write(f"{tmp_path}/{name}.zarr/a", 2, None, np.uint64, (), data, region)
+    expected = data + 7
+    expected[3:14, 5:14, 2:15] = data[3:14, 5:14, 2:15]
+    monkeypatch.setenv("ALFINE_TENSORSTORE", "1")
+    outside = Roi((-4, 0, 0), (8, 8, 8))
+    for name in ("z", "t"):
+        volume = open_volume(f"{tmp_path}/{name}.zarr/a")
+        np.testing.assert_array_equal(volume.read(), expected)
+        np.testing.assert_array_equal(volume.read(outside, fill_value=5)[:4], 5)
+    assert _files(f"{tmp_path}/t.zarr/a") == _files(f"{tmp_path}/z.zarr/a")
+
+
+def test_s3_through_tensorstore_and_zarr(s3_bucket, monkeypatch):
+    """On S3 (endpoint and region from the environment) each reads what the other wrote."""
+    data = _data(np.uint8, ())
+    for name, switch in (("z", "0"), ("t", "1")):
+        monkeypatch.setenv("ALFINE_TENSORSTORE", switch)
+        volume = _write(f"s3://{s3_bucket}/{name}.zarr/a", 2, None, np.uint8, (), data)
+        assert hasattr(volume._io(), "read") == (switch == "1")
+    for name, switch in (("z", "1"), ("t", "0")):
+        monkeypatch.setenv("ALFINE_TENSORSTORE", switch)
+        np.testing.assert_array_equal(open_volume(f"s3://{s3_bucket}/{name}.zarr/a").read(), data)
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    keys = sorted(k.split("/a/", 1)[1] for k in fs.find(f"{s3_bucket}/z.zarr/a"))
+    assert keys == sorted(k.split("/a/", 1)[1] for k in fs.find(f"{s3_bucket}/t.zarr/a"))
+    assert not any(k.endswith("/0/0/0") for k in keys)  # the empty first chunk is not stored
+    chunks = [k for k in keys if not k.rpartition("/")[2].startswith(".")]  # not the metadata: tokens differ
+    assert len(chunks) >= 4 and all(fs.cat(f"{s3_bucket}/z.zarr/a/{k}") == fs.cat(f"{s3_bucket}/t.zarr/a/{k}")
+                                    for k in chunks)
+
+
+def test_other_protocols_stay_with_zarr(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALFINE_TENSORSTORE", "1")
+    assert kvstore(parse_volume_url("gs://b/x.zarr/raw")) is None
+    assert kvstore(parse_volume_url(f"file://{tmp_path}/x.zarr/raw")) == {"driver": "file",
+                                                                          "path": f"{tmp_path}/x.zarr/"}
+    url = f"memory://bulk-{tmp_path.name}.zarr/raw"  # the memory filesystem is shared by the process's tests
+    volume = prepare_volume(url, Roi((0, 0, 0), (8, 8, 8)), (1, 1, 1), np.uint8, (4, 4, 4))
+    volume.write(volume.roi, np.full((8, 8, 8), 3, np.uint8))
+    assert volume._io() is volume.array and (volume.read() == 3).all()
