@@ -19,8 +19,6 @@ import math
 import traceback
 from collections.abc import Callable
 
-import numpy as np
-
 from .. import progress
 from ..errors import BlocksFailed, UserError
 from ..redaction import redact
@@ -68,7 +66,7 @@ class _DaisyBlockFunction:
                 if attempt == self.max_retries:
                     self._markers.fail(block.id, redact(f"block {block.id}: {type(e).__name__}: {e}"))
             else:
-                self._markers.mark(block.id)
+                self._markers.append(block.id)
                 return
 
 
@@ -139,23 +137,28 @@ def _run_here(name, layout, process, markers, done, max_retries) -> dict:
     todo = [i for i in range(len(layout)) if i not in done]
     failures: list[str] = []
     prefetch = getattr(process, "prefetch", None)
-    for position, block_id in enumerate(progress.bar(todo, desc=name, unit="block")):
-        block = layout.block(block_id)
-        if prefetch is not None and position + 1 < len(todo):
-            prefetch(layout.block(todo[position + 1]))
-        for attempt in range(max_retries + 1):
-            try:
-                process(block)
-            except UserError as e:  # bad input: the same in every block, so the job stops here
-                raise UserError(f"block {block_id}: {e}") from e
-            except Exception as e:  # a block's failure must not stop the others
-                log.warning("block %d failed (attempt %d of %d): %s: %s", block_id, attempt + 1, max_retries + 1,
-                            type(e).__name__, e)
-                if attempt == max_retries:
-                    failures.append(f"block {block_id}: {type(e).__name__}: {e}")
-            else:
-                markers.mark(block_id)
-                break
+    try:
+        with progress.bar(total=len(layout), desc=name, unit="block", initial=len(done)) as bar:
+            for position, block_id in enumerate(todo):
+                block = layout.block(block_id)
+                if prefetch is not None and position + 1 < len(todo):
+                    prefetch(layout.block(todo[position + 1]))
+                for attempt in range(max_retries + 1):
+                    try:
+                        process(block)
+                    except UserError as e:  # bad input: the same in every block, so the job stops here
+                        raise UserError(f"block {block_id}: {e}") from e
+                    except Exception as e:  # a block's failure must not stop the others
+                        log.warning("block %d failed (attempt %d of %d): %s: %s", block_id, attempt + 1,
+                                    max_retries + 1, type(e).__name__, e)
+                        if attempt == max_retries:
+                            failures.append(f"block {block_id}: {type(e).__name__}: {e}")
+                    else:
+                        markers.append(block_id)
+                        break
+                bar.update()
+    finally:
+        markers.close()
     if failures:
         raise _failed(name, len(failures), len(layout), max_retries, failures[0])
     return {"blocks": len(layout), "processed": len(todo), "skipped": len(done)}
@@ -190,8 +193,12 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
     else:
         log.debug("worker logs: %s", folder)
         function = _DaisyBlockFunction(layout, process, markers.url, max_retries)
-    skip = np.zeros(layout.grid_shape, dtype=np.uint8)
-    skip.reshape(-1)[sorted(done)] = 1
+    skip = None  # numpy only where some blocks are done
+    if done:
+        import numpy as np
+
+        skip = np.zeros(layout.grid_shape, dtype=np.uint8)
+        skip.reshape(-1)[sorted(done)] = 1
     task = daisy.Task(
         name,
         layout.roi.grow(layout.context, layout.context),
@@ -208,9 +215,9 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
     )
     if tuple(task.block_grid_shape) != layout.grid_shape:  # the ids of both must agree
         raise RuntimeError(f"daisy's block grid {task.block_grid_shape} differs from alfine's {layout.grid_shape}")
+    watch = progress.observer(name)
     try:
-        states = daisy.run_blockwise(task, multiprocessing=True, progress=progress.enabled(),
-                                     summary=False, return_states=True,
+        states = daisy.run_blockwise(task, multiprocessing=True, progress=watch, summary=False, return_states=True,
                                      host=None if launcher else "127.0.0.1")
     except RuntimeError as e:  # daisy gives up when workers keep dying
         stopped = markers.stopped()
@@ -218,6 +225,9 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
             raise UserError(stopped) from None
         raise BlocksFailed(f"{name}: workers kept failing ({_last_error(str(e), folder)}); finished blocks are "
                            "kept, re-run to finish") from None
+    finally:
+        if isinstance(watch, progress.Lines):
+            watch.close()
     stopped = markers.stopped()
     if stopped is not None:
         markers.clear_stop()
