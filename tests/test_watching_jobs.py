@@ -28,7 +28,8 @@ def segment(prediction, seconds=0.0):
     time.sleep(seconds)
     return (prediction[0] > 0.5).astype(np.uint64)
 '''
-LINE = re.compile(r"postprocess-block: (\d+)/(\d+) blocks done \((\d+)%\)(?:, ([\d.e+]+) blocks/s)?(?:, about (\d+) s left)?")
+LINE = re.compile(r"postprocess-block: (\d+)/(\d+) blocks done \((\d+)%\)(?:, ([\d.e+]+) blocks/s)?"
+                  r"(?:, about (\d+) s left)?")
 
 
 def layout(blocks: int = 10) -> BlockLayout:
@@ -81,11 +82,14 @@ def test_on_an_object_store_each_block_is_a_file(s3_server, monkeypatch):
     assert sorted(p.rpartition("/")[2] for p in fs.ls("journal-test/m/done", refresh=True)) == ["4", "5"]
 
 
-def test_the_scheduling_modules_import_neither_numpy_nor_fsspec():
-    """A daisy worker imports them to run its blocks: for local markers they stay out (a worker starts faster)."""
-    code = ("import sys; import alfine.blockwise.runner, alfine.blockwise.markers; "
-            "print(sorted(m for m in ('numpy', 'fsspec', 'zarr') if m in sys.modules))")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+def test_a_worker_imports_only_what_it_needs():
+    """A daisy worker imports the worker module to run its blocks: neither numpy nor fsspec (for local markers)
+    nor the scheduling side come with it, so a worker starts fast; the scheduling side needs no numpy either."""
+    code = ("import sys; import alfine.blockwise.worker; "
+            "print(sorted(m for m in ('numpy', 'fsspec', 'zarr', 'alfine.blockwise.runner') if m in sys.modules)); "
+            "import alfine.blockwise.runner; print(sorted(m for m in ('numpy', 'fsspec') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[]\n[]\n"
 
 
 def test_step_status_counts_the_markers_and_ignores_stale_ones(tmp_path):

@@ -4,7 +4,10 @@ alfine: :func:`alfine.blockwise.run_blocks` over a layout of N blocks whose func
 with done markers on local disk, on 2 daisy workers (what every ``*-block`` command pays per block).
 Reference: ``daisy.run_blockwise`` of a task with the same blocks and a no-op function, same
 workers, in the same run. Also alfine's one-process loop (``--workers 1``), which needs no
-scheduler. Run: ``.venv/bin/python tests/benchmarks/bench_scheduling.py [--scale S]``.
+scheduler. Each is measured ``--repeats`` times, interleaved (bare daisy, alfine, one process, again),
+so that load from other processes on a shared machine falls on all alike; the rows give the medians,
+and ``spread`` the lowest and highest ratio of one round.
+Run: ``.venv/bin/python tests/benchmarks/bench_scheduling.py [--scale S] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import tempfile
 import time
 
@@ -26,6 +30,8 @@ def nothing(block) -> None:
 def alfine_blocks_per_second(root: str, blocks: int, workers: int) -> float:
     from alfine.blockwise import BlockLayout, DoneMarkers, run_blocks
 
+    os.makedirs(root, exist_ok=True)
+    root = tempfile.mkdtemp(dir=root)  # new markers: every round runs every block
     layout = BlockLayout(Roi((0, 0, 0), (blocks * 8, 8, 8)), Coordinate(8, 8, 8), Coordinate(0, 0, 0))
     markers = DoneMarkers(f"{root}/markers-{workers}", layout)
     began = time.perf_counter()
@@ -53,23 +59,37 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="grow the number of blocks")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of the three measurements")
     args = parser.parse_args()
     blocks = int(2000 * args.scale)
+    rounds = []
     with tempfile.TemporaryDirectory() as root:
         os.chdir(root)  # daisy's worker logs
-        bare = daisy_blocks_per_second(blocks, args.workers)
-        alfine = alfine_blocks_per_second(root, blocks, args.workers)
-        here = alfine_blocks_per_second(root, blocks, 1)
+        daisy_blocks_per_second(50, args.workers)  # imports and first worker starts, for both alike
+        alfine_blocks_per_second(f"{root}/warm-up", 50, args.workers)
+        for _ in range(args.repeats):
+            bare = daisy_blocks_per_second(blocks, args.workers)
+            rounds.append((bare, alfine_blocks_per_second(root, blocks, args.workers),
+                           alfine_blocks_per_second(root, blocks, 1)))
+    bare, alfine, here = (statistics.median(r[i] for r in rounds) for i in range(3))
+
+    def spread(i: int) -> list[float]:
+        ratios = [r[i] / r[0] for r in rounds]
+        return [round(min(ratios), 3), round(max(ratios), 3)]
+
     result = {
-        "benchmark": "scheduling", "blocks": blocks, "workers": args.workers,
+        "benchmark": "scheduling", "blocks": blocks, "workers": args.workers, "repeats": args.repeats,
         "alfine_blocks_per_second": round(alfine, 1), "daisy_blocks_per_second": round(bare, 1),
         "alfine_one_process_blocks_per_second": round(here, 1),
-        "rows": [{"name": f"scheduling: empty blocks, {args.workers} workers",
-                  "alfine": f"{alfine:.0f} blocks/s", "reference": f"bare daisy 2: {bare:.0f} blocks/s",
-                  "ratio": round(alfine / bare, 3)},
+        "rounds": [[round(x, 1) for x in r] for r in rounds],
+        "rows": [{"name": f"scheduling: empty blocks, {args.workers} workers (median of {args.repeats})",
+                  "alfine": f"{alfine:.0f} blocks/s (rounds: {'-'.join(map(str, spread(1)))}x)",
+                  "reference": f"bare daisy 2: {bare:.0f} blocks/s", "ratio": round(alfine / bare, 3),
+                  "spread": spread(1)},
                  {"name": "scheduling: empty blocks, 1 process (no scheduler)",
-                  "alfine": f"{here:.0f} blocks/s", "reference": f"bare daisy 2, {args.workers} workers: "
-                  f"{bare:.0f} blocks/s", "ratio": round(here / bare, 3)}],
+                  "alfine": f"{here:.0f} blocks/s (rounds: {'-'.join(map(str, spread(2)))}x)",
+                  "reference": f"bare daisy 2, {args.workers} workers: "
+                  f"{bare:.0f} blocks/s", "ratio": round(here / bare, 3), "spread": spread(2)}],
     }
     print(json.dumps(result, indent=2))
     return result

@@ -20,8 +20,6 @@ All regions are ``funlib.geometry`` ``Roi`` in world units.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -131,12 +129,22 @@ class BlockLayout:
     def block_id_of(self, write_roi: Roi) -> int:
         """The id of the block that writes ``write_roi`` (as daisy hands it over)."""
         roi_begin, _, shape, _ = self._ints
+        index = []
+        for b, r, s in zip(write_roi.begin, roi_begin, shape, strict=True):
+            i, off = divmod(int(b) - r, s)
+            index.append(i if off == 0 else -1)
+        block_id = self.id_at(index)
+        if block_id is None:
+            raise ValueError(f"{write_roi} is not a block of {self.to_json()}")
+        return block_id
+
+    def id_at(self, index) -> int | None:
+        """The id of the block at grid position ``index`` (C order), or None outside the grid."""
         block_id = 0
-        for b, r, s, n in zip(write_roi.begin, roi_begin, shape, self.grid_shape, strict=True):
-            index, off = divmod(int(b) - r, s)
-            if off or not 0 <= index < n:
-                raise ValueError(f"{write_roi} is not a block of {self.to_json()}")
-            block_id = block_id * n + index
+        for i, n in zip(index, self.grid_shape, strict=True):
+            if not 0 <= i < n:
+                return None
+            block_id = block_id * n + i
         return block_id
 
     def to_json(self) -> dict:
@@ -152,6 +160,9 @@ class BlockLayout:
     @property
     def fingerprint(self) -> str:
         """A short hash that changes whenever the blocks would."""
+        import hashlib
+        import json
+
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
 
 
