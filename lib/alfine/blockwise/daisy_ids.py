@@ -28,11 +28,16 @@ def grid_index(number: int, dims: int) -> tuple[int, ...]:
     sums = []
     rest = number
     for k in range(dims, 0, -1):  # the largest partial sum S_k with C(S_k + k - 1, k) <= rest, last axis first
-        s = int((math.factorial(k) * rest) ** (1 / k)) if k > 1 else rest
-        while s > 0 and math.comb(s + k - 1, k) > rest:
-            s -= 1
-        while math.comb(s + k, k) <= rest:
-            s += 1
+        if k == 1:
+            s = rest
+        elif k == 2:  # the triangular root, exactly
+            s = (math.isqrt(8 * rest + 1) - 1) // 2
+        else:
+            s = int((math.factorial(k) * rest) ** (1 / k))
+            while s > 0 and math.comb(s + k - 1, k) > rest:
+                s -= 1
+            while math.comb(s + k, k) <= rest:
+                s += 1
         rest -= math.comb(s + k - 1, k)
         sums.append(s)
     sums.reverse()
