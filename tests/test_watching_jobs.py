@@ -171,3 +171,9 @@ def test_a_progress_line_says_done_total_rate_and_time_left(monkeypatch):
     assert lines.line().endswith("about 2.5 min left, loss=0.1234")
     lines.close()
     assert progress.format_seconds(42) == "42 s" and progress.format_seconds(3 * 3600) == "3.0 h"
+
+
+def test_status_of_a_command_without_output_is_refused_in_one_line(prediction):
+    done = subprocess.run([str(BIN / "alfine"), "downsample", "--input", "d.zarr/pred", "--status"], cwd=prediction,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "--status" in done.stderr

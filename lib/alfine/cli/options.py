@@ -57,6 +57,9 @@ class BlockwiseOptions(Common):
                  if value not in (None, False)]
         if given:
             raise UsageError(f"--status reports on the whole output: it takes no {' or '.join(given)}")
+        output = getattr(self, "output", None)
+        if output is None:
+            raise UsageError("--status counts the done blocks of an --output; this command has none to count yet")
         from ..blockwise.status import report
 
-        return report(self.output, self.status_steps())
+        return report(output, self.status_steps())
