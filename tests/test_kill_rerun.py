@@ -1,5 +1,6 @@
-"""A blockwise command killed (SIGKILL on its whole process group) part way and run again gives the bytes
-of an uninterrupted run. (predict-block, training and in-place relabel have their own kill tests in
+"""A blockwise command killed (SIGKILL on its whole process group) part way and run again skips the blocks
+its done markers hold (which --status counts, creating nothing) and gives the bytes of an uninterrupted
+run. (predict-block, training and in-place relabel have their own kill tests in
 test_predict_block_tool.py, test_training.py and test_relabel_resume.py.)"""
 
 import json
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from funlib.geometry import Roi
+from markers_helpers import done_ids
 
 from alfine.synthetic import SyntheticParams, generate_block
 from alfine.volumes import open_volume, prepare_volume
@@ -44,20 +46,25 @@ def command(name: str, data: Path, output: str) -> tuple[list[str], str]:
     if name == "make-targets":
         args = ["--labels", f"{data}/d.zarr/labels", "--task", f"{data}/task.json", "--output", f"{output}/targets",
                 "--block-shape", "8,8,8", "--chunk-shape", "8,8,8"]
-        markers = f"{output}/.alfine-blocks/targets/done"
+        markers = f"{output}/.alfine-blocks/targets"
     elif name == "postprocess-block":
         args = ["--input", f"{data}/d.zarr/pred", "--output", f"{output}/fragments", "--method", "watershed",
                 "--params", '{"seed_threshold": 0.9, "mask_threshold": 0.5}', "--block-shape", "16,16,16"]
-        markers = f"{output}/.alfine-blocks/fragments/done"
+        markers = f"{output}/.alfine-blocks/fragments"
     else:  # relabel into a new output
         args = ["--input", f"{data}/d.zarr/fragments", "--output", f"{output}/objects"]
-        markers = f"{output}/.alfine-relabel/objects/write-done/done"
+        markers = f"{output}/.alfine-relabel/objects/write-done"
     return [str(BIN / f"alfine-{name}"), *args, "--workers", "2", "--no-progress"], markers
 
 
 def array_of(name: str, output: str) -> np.ndarray:
     return open_volume(f"{output}/{ {'make-targets': 'targets', 'postprocess-block': 'fragments'}.get(name, 'objects')}"
                        ).read()
+
+
+def tree(folder: str) -> dict[str, int]:
+    """Every file under ``folder`` and its size."""
+    return {str(p): p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()}
 
 
 @pytest.mark.parametrize("name", ["make-targets", "postprocess-block", "relabel"])
@@ -67,15 +74,22 @@ def test_a_killed_run_run_again_gives_the_bytes_of_a_clean_run(name, data, tmp_p
     driver = subprocess.Popen(line, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and driver.poll() is None and (
-            not os.path.isdir(markers) or len(os.listdir(markers)) < 3):
+    while time.monotonic() < deadline and driver.poll() is None and len(done_ids(markers)) < 3:
         time.sleep(0.01)
     assert driver.poll() is None, "the run ended before it could be killed"
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
-    finished = len(os.listdir(markers)) if os.path.isdir(markers) else 0
+    finished = len(done_ids(markers))
+    before = tree(output)
+    status = subprocess.run([*line, "--status"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    step = json.loads(status.stdout)["steps"]["write" if name == "relabel" else "blocks"]
+    assert step["done"] == finished and tree(output) == before
+    assert f"{finished}/{step['blocks']} blocks done" in status.stderr
     again = subprocess.run(line, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["skipped"], summary["processed"]) == (finished, summary["blocks"] - finished)
     clean_output = str(tmp_path / "clean.zarr")
     clean = subprocess.run(command(name, data, clean_output)[0], cwd=tmp_path, capture_output=True, text=True,
                            timeout=300)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from funlib.geometry import Roi
 from inference_helpers import make_raw, make_run, unet, whole_prediction
+from markers_helpers import done_ids
 from ngff_helpers import validate_container
 
 from alfine.volumes import open_volume, prepare_volume
@@ -124,14 +125,13 @@ def test_a_killed_run_resumes_without_recomputing_finished_blocks(models, tmp_pa
                "--workers", "2", "--no-progress"]
     driver = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
-    done = tmp_path / "out.zarr" / ".alfine-blocks" / "pred" / "done"
+    markers = tmp_path / "out.zarr" / ".alfine-blocks" / "pred"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and driver.poll() is None and len(list(done.glob("*")) if done.exists()
-                                                                        else []) < 10:
+    while time.monotonic() < deadline and driver.poll() is None and len(done_ids(markers)) < 10:
         time.sleep(0.02)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
-    finished = len(list(done.iterdir()))
+    finished = len(done_ids(markers))
     assert 10 <= finished < 288, "the run must be killed half way"
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from markers_helpers import done_ids, unmark
 from test_relabel import assert_consecutive, assert_same_partition, components, noise, run, write
 
 from alfine.segmentation import records
@@ -42,7 +43,7 @@ def test_a_block_written_but_not_marked_done_is_not_remapped(capsys, tmp_path, m
     assert code == 0, captured.err
     first = open_volume(f"{tmp_path}/s.zarr/frag").read()
     assert_same_partition(first, components(mask, 6))
-    os.remove(tmp_path / "s.zarr/.alfine-relabel/frag/write-done/done/4")  # as a kill after the write leaves it
+    unmark(tmp_path / "s.zarr/.alfine-relabel/frag/write-done", 4)  # as a kill after the write leaves it
     code, captured = in_place(capsys, tmp_path)
     assert code == 0 and json.loads(captured.out)["processed"] == 1, captured.err
     np.testing.assert_array_equal(open_volume(f"{tmp_path}/s.zarr/frag").read(), first)
@@ -72,7 +73,7 @@ def test_a_block_killed_in_the_middle_of_its_write_is_mapped_from_its_old_ids(ca
     assert not os.listdir(tmp_path / "s.zarr/.alfine-relabel/frag/originals")  # kept only while needed
 
 
-@pytest.mark.parametrize("wait_for", ["written", "write-done/done"])
+@pytest.mark.parametrize("wait_for", ["written", "write-done"])
 def test_in_place_relabel_killed_and_re_run(wait_for, capsys, tmp_path, monkeypatch):
     """The real thing: alfine-relabel --workers 2 in place, killed during its write step, then re-run."""
     monkeypatch.chdir(tmp_path)
@@ -83,7 +84,8 @@ def test_in_place_relabel_killed_and_re_run(wait_for, capsys, tmp_path, monkeypa
     folder = tmp_path / "s.zarr/.alfine-relabel/frag" / wait_for
     deadline = time.monotonic() + 60
     while started.poll() is None and time.monotonic() < deadline:
-        if folder.exists() and len(os.listdir(folder)) >= 3:
+        if (len(done_ids(folder)) if wait_for == "write-done" else len(os.listdir(folder)) if folder.exists()
+                else 0) >= 3:
             os.killpg(started.pid, signal.SIGKILL)  # the run and its workers
             break
         time.sleep(0.002)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from markers_helpers import done_ids
 from slurm_cluster import HOW_TO_ENABLE, missing  # tests/ is on sys.path
 
 from alfine.volumes import open_volume
@@ -153,8 +154,8 @@ def test_a_job_stopped_at_its_time_limit_is_resumed_by_the_next_submission(slurm
     (data / "slow").touch()
     command = wrap("alfine-postprocess-block", *post("d.zarr/limited", seconds=6), *BLOCK)
     job = sbatch(env, data, "--time=5", "-o", "logs/limited.out", "--wrap", command)
-    markers = data / "d.zarr/.alfine-blocks/limited/done"
-    wait_until(lambda: markers.exists() and any(markers.iterdir()), 60, "first block")
+    markers = data / "d.zarr/.alfine-blocks/limited"
+    wait_until(lambda: done_ids(markers), 60, "first block")
     # a time limit is whole minutes: the test moves the running job's end to now, and slurmctld stops it at
     # its next check of time limits (every 30 s)
     subprocess.run(["scontrol", "update", f"JobId={job}", "EndTime=now"], env=env, check=True)
@@ -163,7 +164,7 @@ def test_a_job_stopped_at_its_time_limit_is_resumed_by_the_next_submission(slurm
     assert "DUE TO TIME LIMIT" in log
     assert "alfine-postprocess-block: terminated by SIGTERM (a scheduler's time limit" in log
     assert "run the same command again to resume" in log
-    finished = len(list(markers.iterdir()))
+    finished = len(done_ids(markers))
     assert 1 <= finished < 8
     (data / "slow").unlink()
     sbatch(env, data, "--wait", "-o", "logs/resumed.out", "--wrap", command)

@@ -35,6 +35,11 @@ class Options(BlockwiseOptions, OutputOptions):
     chunk_shape: Optional[tuple] = flags.chunk_shape(help="chunk size of the output in voxels (default: the block "
                                                      "shape)", default=None)
 
+    def status_steps(self) -> dict:
+        from alfine.jobs.relabel import step_markers
+
+        return step_markers(self.output)
+
 
 def body(options: Options) -> dict:
     from alfine.jobs.relabel import relabel

@@ -4,7 +4,11 @@ alfine: :func:`alfine.blockwise.run_blocks` over a layout of N blocks whose func
 with done markers on local disk, on 2 daisy workers (what every ``*-block`` command pays per block).
 Reference: ``daisy.run_blockwise`` of a task with the same blocks and a no-op function, same
 workers, in the same run. Also alfine's one-process loop (``--workers 1``), which needs no
-scheduler. Run: ``.venv/bin/python tests/benchmarks/bench_scheduling.py [--scale S]``.
+scheduler. Each is measured ``--repeats`` times, interleaved (bare daisy, alfine, one process, again),
+so that load from other processes on a shared machine falls on all alike; the rows give the medians,
+and ``spread`` the lowest and highest ratio of one round. CPU time (of this process and its workers,
+which less depends on that load) is compared too: blocks per CPU-second.
+Run: ``.venv/bin/python tests/benchmarks/bench_scheduling.py [--scale S] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import tempfile
 import time
 
@@ -23,53 +28,84 @@ def nothing(block) -> None:
     """The block function: no work, so only scheduling is measured."""
 
 
-def alfine_blocks_per_second(root: str, blocks: int, workers: int) -> float:
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that ended (daisy's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def alfine_blocks_per_second(root: str, blocks: int, workers: int) -> tuple[float, float]:
+    """Blocks per second and per CPU-second."""
     from alfine.blockwise import BlockLayout, DoneMarkers, run_blocks
 
+    os.makedirs(root, exist_ok=True)
+    root = tempfile.mkdtemp(dir=root)  # new markers: every round runs every block
     layout = BlockLayout(Roi((0, 0, 0), (blocks * 8, 8, 8)), Coordinate(8, 8, 8), Coordinate(0, 0, 0))
     markers = DoneMarkers(f"{root}/markers-{workers}", layout)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), cpu_seconds()
     counts = run_blocks(f"bench-{workers}", layout, nothing, markers, workers=workers)
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu
     assert counts["processed"] == blocks, counts
-    return blocks / seconds
+    return blocks / seconds, blocks / max(cpu, 0.01)  # os.times counts in 10 ms steps
 
 
-def daisy_blocks_per_second(blocks: int, workers: int) -> float:
+def daisy_blocks_per_second(blocks: int, workers: int) -> tuple[float, float]:
+    """Blocks per second and per CPU-second."""
     import daisy
 
     task = daisy.Task("bare", daisy.Roi((0, 0, 0), (blocks * 8, 8, 8)), daisy.Roi((0, 0, 0), (8, 8, 8)),
                       daisy.Roi((0, 0, 0), (8, 8, 8)), process_function=nothing, read_write_conflict=False,
                       max_workers=workers, timeout=math.inf)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), cpu_seconds()
     states = daisy.run_blockwise(task, multiprocessing=True, progress=False, summary=False, return_states=True,
                                  host="127.0.0.1")
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu
     assert states["bare"].completed_count == blocks, states["bare"]
-    return blocks / seconds
+    return blocks / seconds, blocks / max(cpu, 0.01)  # os.times counts in 10 ms steps
 
 
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="grow the number of blocks")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of the three measurements")
     args = parser.parse_args()
     blocks = int(2000 * args.scale)
+    rounds = []
     with tempfile.TemporaryDirectory() as root:
         os.chdir(root)  # daisy's worker logs
-        bare = daisy_blocks_per_second(blocks, args.workers)
-        alfine = alfine_blocks_per_second(root, blocks, args.workers)
-        here = alfine_blocks_per_second(root, blocks, 1)
+        daisy_blocks_per_second(50, args.workers)  # imports and first worker starts, for both alike
+        alfine_blocks_per_second(f"{root}/warm-up", 50, args.workers)
+        for _ in range(args.repeats):
+            bare = daisy_blocks_per_second(blocks, args.workers)
+            rounds.append((*bare, *alfine_blocks_per_second(root, blocks, args.workers),
+                           alfine_blocks_per_second(root, blocks, 1)[0]))
+    bare, bare_cpu, alfine, alfine_cpu, here = (statistics.median(r[i] for r in rounds) for i in range(5))
+
+    def spread(i: int, reference: int = 0) -> list[float]:
+        ratios = [r[i] / r[reference] for r in rounds]
+        return [round(min(ratios), 3), round(max(ratios), 3)]
+
+    def shown(i: int, reference: int = 0) -> str:
+        return f"rounds: {'-'.join(map(str, spread(i, reference)))}x"
+
     result = {
-        "benchmark": "scheduling", "blocks": blocks, "workers": args.workers,
+        "benchmark": "scheduling", "blocks": blocks, "workers": args.workers, "repeats": args.repeats,
         "alfine_blocks_per_second": round(alfine, 1), "daisy_blocks_per_second": round(bare, 1),
+        "alfine_blocks_per_cpu_second": round(alfine_cpu, 1), "daisy_blocks_per_cpu_second": round(bare_cpu, 1),
         "alfine_one_process_blocks_per_second": round(here, 1),
-        "rows": [{"name": f"scheduling: empty blocks, {args.workers} workers",
-                  "alfine": f"{alfine:.0f} blocks/s", "reference": f"bare daisy 2: {bare:.0f} blocks/s",
-                  "ratio": round(alfine / bare, 3)},
+        "rounds": [[round(x, 1) for x in r] for r in rounds],
+        "rows": [{"name": f"scheduling: empty blocks, {args.workers} workers (median of {args.repeats})",
+                  "alfine": f"{alfine:.0f} blocks/s ({shown(2)})", "reference": f"bare daisy 2: {bare:.0f} blocks/s",
+                  "ratio": round(alfine / bare, 3), "spread": spread(2)},
+                 {"name": f"scheduling: CPU time of empty blocks, {args.workers} workers, all processes",
+                  "alfine": f"{alfine_cpu:.0f} blocks/CPU-s ({shown(3, 1)})",
+                  "reference": f"bare daisy 2: {bare_cpu:.0f} blocks/CPU-s", "ratio": round(alfine_cpu / bare_cpu, 3),
+                  "spread": spread(3, 1)},
                  {"name": "scheduling: empty blocks, 1 process (no scheduler)",
-                  "alfine": f"{here:.0f} blocks/s", "reference": f"bare daisy 2, {args.workers} workers: "
-                  f"{bare:.0f} blocks/s", "ratio": round(here / bare, 3)}],
+                  "alfine": f"{here:.0f} blocks/s ({shown(4)})",
+                  "reference": f"bare daisy 2, {args.workers} workers: {bare:.0f} blocks/s",
+                  "ratio": round(here / bare, 3), "spread": spread(4)}],
     }
     print(json.dumps(result, indent=2))
     return result

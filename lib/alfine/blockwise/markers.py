@@ -1,12 +1,16 @@
 """Done markers: which blocks of a layout are finished, kept beside the output.
 
-A marker directory holds ``layout.json`` (the layout that started the output) and one empty
-file per finished block under ``done/``. Re-running with the same layout skips finished
-blocks; a different layout is refused rather than mixed. Where the output records a creation
-token (``alfine_created``, new each time the array is created), ``output`` holds the token the
-markers belong to: markers of an array since deleted and created again (``--overwrite``) are
-stale and dropped, so its blocks are computed again rather than skipped and left empty.
-Works on any fsspec URL.
+A marker directory holds ``layout.json`` (the layout that started the output) and, under
+``done/``, the finished blocks: an empty file named by its id for a block run alone
+(``--block-id``), and, for a process that runs many blocks (a whole-volume run's workers), one
+journal ``HOST-PID.ids`` to which each finished block's id is appended as one line the moment it
+is finished (on local disks; on object stores, which cannot append, one empty file per block). A
+killed process loses no finished block, and marking one costs one small write, not a new file.
+Re-running with the same layout skips finished blocks; a different layout is refused rather than
+mixed. Where the output records a creation token (``alfine_created``, new each time the array is
+created), ``output`` holds the token the markers belong to: markers of an array since deleted and
+created again (``--overwrite``) are stale and dropped, so its blocks are computed again rather than
+skipped and left empty. Works on any fsspec URL.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import contextlib
 import json
 import logging
 import os
+import re
+import shutil
 import socket
 from collections.abc import Iterator
+from functools import cached_property
 
 from ..errors import UserError
 from .layout import BlockLayout
@@ -27,69 +34,175 @@ log = logging.getLogger(__name__)
 class DoneMarkers:
     """The finished blocks of ``layout`` for one output, recorded under ``url``."""
 
-    def __init__(self, url: str, layout: BlockLayout, output_token: str | None = None):
-        import fsspec
-
+    def __init__(self, url: str, layout: BlockLayout | None, output_token: str | None = None):
         self.url = url.rstrip("/")
         self.layout = layout
         self.output_token = output_token
-        self.fs, self.path = fsspec.core.url_to_fs(self.url)
+        self._journal: int | None = None  # this process's journal, opened at its first append
+
+    # -- storage: the local disk directly (no fsspec in a worker's path), else fsspec -----------
+
+    @cached_property
+    def local(self) -> str | None:
+        """The folder of the markers when it is on a local disk (read and written without fsspec), else None."""
+        if self.url.startswith("file://"):
+            return os.path.abspath(self.url.removeprefix("file://"))
+        return None if "://" in self.url or "::" in self.url else os.path.abspath(self.url)
+
+    @cached_property
+    def _fs_path(self):
+        import fsspec
+
+        return fsspec.core.url_to_fs(self.url)
+
+    @property
+    def fs(self):
+        return self._fs_path[0]
+
+    @property
+    def path(self) -> str:
+        return self._fs_path[1]
+
+    def _read(self, name: str) -> bytes:
+        """The bytes of ``name`` (under the markers); FileNotFoundError when it is missing."""
+        if self.local is None:
+            return self.fs.cat_file(f"{self.path}/{name}")
+        with open(f"{self.local}/{name}", "rb") as f:
+            return f.read()
+
+    def _write(self, name: str, data: bytes) -> None:
+        if self.local is None:
+            self.fs.pipe_file(f"{self.path}/{name}", data)
+            return
+        path = f"{self.local}/{name}"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not data:
+            open(path, "wb").close()
+            return
+        with open(f"{path}.{os.getpid()}.tmp", "wb") as f:  # readers see all of it or nothing
+            f.write(data)
+        os.replace(f"{path}.{os.getpid()}.tmp", path)
+
+    def _exists(self, name: str) -> bool:
+        if self.local is None:
+            return self.fs.exists(f"{self.path}/{name}")
+        return os.path.exists(f"{self.local}/{name}")
+
+    def _list(self, name: str) -> list[str]:
+        """The names in the folder ``name`` (none when it is missing)."""
+        if self.local is None:
+            if not self.fs.exists(f"{self.path}/{name}"):
+                return []
+            return [p.rpartition("/")[2] for p in self.fs.ls(f"{self.path}/{name}", detail=False)]
+        try:
+            return os.listdir(f"{self.local}/{name}")
+        except FileNotFoundError:
+            return []
+
+    def _remove(self, name: str) -> None:
+        """Remove the file or folder ``name``, if it is there."""
+        if self.local is None:
+            if self.fs.exists(f"{self.path}/{name}"):
+                self.fs.rm(f"{self.path}/{name}", recursive=True)
+            return
+        path = f"{self.local}/{name}"
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+    # -- the record --------------------------------------------------------------------------
 
     def start(self) -> None:
         """Record the layout, or check it against the recorded one (refusing a mismatch); drop the
         markers of another creation of the output (see the module)."""
         self._forget_stale()
-        layout_file = f"{self.path}/layout.json"
         mine = self.layout.to_json()
-        if self.fs.exists(layout_file):
-            theirs = json.loads(self.fs.cat_file(layout_file))
+        theirs = self.recorded_layout()
+        if theirs is not None:
             if theirs != mine:
                 raise UserError(
                     f"{self.url}: this output was started with blocks {theirs}, this run asks for {mine}; "
                     "re-run with the same --roi/--block-shape, or remove the output and its markers to start over"
                 )
             return
-        self.fs.makedirs(f"{self.path}/done", exist_ok=True)
-        self.fs.pipe_file(layout_file, (json.dumps(mine, indent=2) + "\n").encode())
+        self._write("layout.json", (json.dumps(mine, indent=2) + "\n").encode())
+
+    def recorded_layout(self) -> dict | None:
+        """The layout recorded by the run that started the output (``BlockLayout.to_json``), or None."""
+        try:
+            return json.loads(self._read("layout.json"))
+        except FileNotFoundError:
+            return None
+
+    def stale(self) -> bool:
+        """Whether the markers belong to an earlier creation of the output (see the module); reads only."""
+        try:
+            return self.output_token is not None and self._read("output").decode().strip() != self.output_token
+        except FileNotFoundError:
+            return False
 
     def _forget_stale(self) -> None:
         if self.output_token is None:
             return
-        token_file = f"{self.path}/output"
-        if self.fs.exists(token_file):
-            if self.fs.cat_file(token_file).decode().strip() == self.output_token:
-                return
+        if self.stale():
             log.warning("%s: the output was created anew since these markers were written; "
                         "its blocks are computed again", self.url)
             for name in ("done", "failed", "stop", "layout.json"):
-                if self.fs.exists(f"{self.path}/{name}"):
-                    self.fs.rm(f"{self.path}/{name}", recursive=True)
-        self.fs.makedirs(self.path, exist_ok=True)
-        self.fs.pipe_file(token_file, self.output_token.encode())
+                self._remove(name)
+        elif self._exists("output"):
+            return
+        self._write("output", self.output_token.encode())
 
     def done_ids(self) -> set[int]:
-        """The ids of the finished blocks."""
-        folder = f"{self.path}/done"
-        if not self.fs.exists(folder):
-            return set()
-        names = (p.rpartition("/")[2] for p in self.fs.ls(folder, detail=False))
-        return {int(n) for n in names if n.isdigit()}
+        """The ids of the finished blocks (marked alone or appended to a journal)."""
+        ids: set[int] = set()
+        for name in self._list("done"):
+            if name.isdigit():
+                ids.add(int(name))
+            elif name.endswith(JOURNAL):
+                try:
+                    ids.update(journal_ids(self._read(f"done/{name}")))
+                except FileNotFoundError:  # removed meanwhile (a new creation of the output)
+                    pass
+        return ids
 
     def mark(self, block_id: int) -> None:
-        """Record block ``block_id`` as finished (call after its output is written)."""
-        self.fs.pipe_file(f"{self.path}/done/{block_id}", b"")
+        """Record block ``block_id`` as finished, as a file of its own (a block run alone; call after its output
+        is written)."""
+        self._write(f"done/{block_id}", b"")
+
+    def append(self, block_id: int) -> None:
+        """Record block ``block_id`` as finished, one of many this process finishes (call after its output is
+        written): a line added to this process's journal on a local disk, at once (a kill loses nothing
+        recorded), else :meth:`mark`."""
+        if self.local is None:
+            self.mark(block_id)
+            return
+        if self._journal is None:
+            host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname())
+            os.makedirs(f"{self.local}/done", exist_ok=True)
+            self._journal = os.open(f"{self.local}/done/{host}-{os.getpid()}{JOURNAL}",
+                                    os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(self._journal, b"%d\n" % block_id)
+
+    def close(self) -> None:
+        """Close this process's journal (the next :meth:`append` opens it again)."""
+        if self._journal is not None:
+            os.close(self._journal)
+            self._journal = None
 
     def is_done(self, block_id: int) -> bool:
-        return self.fs.exists(f"{self.path}/done/{block_id}")
+        return self._exists(f"done/{block_id}") or block_id in self.done_ids()
 
     def stop(self, message: str) -> None:
         """Record that the job must stop with ``message`` (a block met bad input; workers check it)."""
-        self.fs.pipe_file(f"{self.path}/stop", message.encode())
+        self._write("stop", message.encode())
 
     def stopped(self) -> str | None:
-        """The message of :meth:`stop`, or None while the job may go on."""
+        """The message of :meth:`stop`, or None while the job may go on (workers check it before every block)."""
         try:
-            return self.fs.cat_file(f"{self.path}/stop").decode()
+            return self._read("stop").decode()
         except FileNotFoundError:
             return None
 
@@ -99,13 +212,13 @@ class DoneMarkers:
         :class:`UserError`). Locally an OS lock on ``lock`` (released if the process dies); on object stores
         there is no such lock and concurrent runs are not detected. ``--block-id`` runs take no lock: a job
         array runs different blocks at once."""
-        if "file" not in self.fs.protocol and "local" not in self.fs.protocol:
+        if self.local is None:
             yield
             return
         import fcntl
 
-        os.makedirs(self.path, exist_ok=True)
-        with open(f"{self.path}/lock", "a+") as handle:
+        os.makedirs(self.local, exist_ok=True)
+        with open(f"{self.local}/lock", "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -121,30 +234,33 @@ class DoneMarkers:
 
     def fail(self, block_id: int, message: str) -> None:
         """Record that block ``block_id`` failed after its retries, with ``message``."""
-        self.fs.makedirs(f"{self.path}/failed", exist_ok=True)
-        self.fs.pipe_file(f"{self.path}/failed/{block_id}", message.encode())
+        self._write(f"failed/{block_id}", message.encode())
 
     def failures(self) -> dict[int, str]:
         """The blocks recorded by :meth:`fail` and their messages."""
-        folder = f"{self.path}/failed"
-        if not self.fs.exists(folder):
-            return {}
-        paths = [p for p in self.fs.ls(folder, detail=False) if p.rpartition("/")[2].isdigit()]
-        return {int(p.rpartition("/")[2]): self.fs.cat_file(p).decode() for p in paths}
+        names = [n for n in self._list("failed") if n.isdigit()]
+        return {int(n): self._read(f"failed/{n}").decode() for n in names}
 
     def clear_failures(self) -> None:
-        if self.fs.exists(f"{self.path}/failed"):
-            self.fs.rm(f"{self.path}/failed", recursive=True)
+        self._remove("failed")
 
     def clear_stop(self) -> None:
-        if self.fs.exists(f"{self.path}/stop"):
-            self.fs.rm_file(f"{self.path}/stop")
+        self._remove("stop")
 
     def clear_workers(self) -> None:
         """Forget the ends recorded by an earlier run's launched workers (``workers/``; see
         :class:`~alfine.blockwise.launch.LaunchedWorker`), whose ids the next run's workers reuse."""
-        if self.fs.exists(f"{self.path}/workers"):
-            self.fs.rm(f"{self.path}/workers", recursive=True)
+        self._remove("workers")
+
+
+JOURNAL = ".ids"
+"""The ending of a process's journal in ``done/``."""
+
+
+def journal_ids(data: bytes) -> set[int]:
+    """The block ids of a journal: its complete lines (a line being written when a process died is left out)."""
+    lines = data.split(b"\n")[:-1]
+    return {int(line) for line in lines if line.isdigit()}
 
 
 def markers_url_for(output_url: str) -> str:

@@ -16,60 +16,17 @@ from __future__ import annotations
 
 import logging
 import math
-import traceback
 from collections.abc import Callable
-
-import numpy as np
 
 from .. import progress
 from ..errors import BlocksFailed, UserError
-from ..redaction import redact
 from . import launch
+from .daisy_ids import agrees
 from .layout import Block, BlockLayout
 from .markers import DoneMarkers
+from .worker import DaisyBlockFunction
 
 log = logging.getLogger(__name__)
-
-
-class _DaisyBlockFunction:
-    """The per-block function daisy calls (pickled to each worker): process, then mark done.
-
-    Failures are handled here, not by daisy (whose workers die on an exception and print its traceback):
-    a :class:`UserError` stops the job (:meth:`DoneMarkers.stop`); another error is retried
-    ``max_retries`` times in this worker, then recorded (:meth:`DoneMarkers.fail`) for the scheduler's
-    summary; the block stays not done either way, and the worker goes on."""
-
-    def __init__(self, layout: BlockLayout, process: Callable[[Block], None], markers_url: str,
-                 max_retries: int = 2):
-        self.layout = layout
-        self.process = process
-        self.markers_url = markers_url
-        self.max_retries = max_retries
-        self._markers: DoneMarkers | None = None  # opened once per worker, not pickled
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_markers": None}
-
-    def __call__(self, daisy_block) -> None:
-        block = self.layout.block(self.layout.block_id_of(daisy_block.write_roi))
-        if self._markers is None:
-            self._markers = DoneMarkers(self.markers_url, self.layout)
-        if self._markers.stopped() is not None:
-            return  # a block met a deterministic error: the job stops; this block stays not done
-        for attempt in range(self.max_retries + 1):
-            try:
-                self.process(block)
-            except UserError as e:  # the same in every block: tell the scheduler's process, do not retry
-                self._markers.stop(f"block {block.id}: {e}")
-                return
-            except Exception as e:  # the worker's log (a file) gets the traceback, credentials blanked
-                log.warning("block %d failed (attempt %d of %d): %s", block.id, attempt + 1, self.max_retries + 1,
-                            redact(traceback.format_exc()))
-                if attempt == self.max_retries:
-                    self._markers.fail(block.id, redact(f"block {block.id}: {type(e).__name__}: {e}"))
-            else:
-                self._markers.mark(block.id)
-                return
 
 
 def check_request(layout: BlockLayout, block_id: int | None, workers: int) -> None:
@@ -100,7 +57,7 @@ def run_blocks(
     check_request(layout, block_id, workers)
     markers.start()
     if launch.serving(name):  # a worker a launcher started: serve the scheduler's blocks, then end
-        served = launch.serve(_DaisyBlockFunction(layout, process, markers.url, max_retries))
+        served = launch.serve(DaisyBlockFunction(layout, process, markers.url, max_retries))
         launch.record_end()  # the launcher that started this worker may return now
         log.info("worker processed %d block(s) of %s", served, name)
         raise SystemExit(0)
@@ -139,23 +96,28 @@ def _run_here(name, layout, process, markers, done, max_retries) -> dict:
     todo = [i for i in range(len(layout)) if i not in done]
     failures: list[str] = []
     prefetch = getattr(process, "prefetch", None)
-    for position, block_id in enumerate(progress.bar(todo, desc=name, unit="block")):
-        block = layout.block(block_id)
-        if prefetch is not None and position + 1 < len(todo):
-            prefetch(layout.block(todo[position + 1]))
-        for attempt in range(max_retries + 1):
-            try:
-                process(block)
-            except UserError as e:  # bad input: the same in every block, so the job stops here
-                raise UserError(f"block {block_id}: {e}") from e
-            except Exception as e:  # a block's failure must not stop the others
-                log.warning("block %d failed (attempt %d of %d): %s: %s", block_id, attempt + 1, max_retries + 1,
-                            type(e).__name__, e)
-                if attempt == max_retries:
-                    failures.append(f"block {block_id}: {type(e).__name__}: {e}")
-            else:
-                markers.mark(block_id)
-                break
+    try:
+        with progress.bar(total=len(layout), desc=name, unit="block", initial=len(done)) as bar:
+            for position, block_id in enumerate(todo):
+                block = layout.block(block_id)
+                if prefetch is not None and position + 1 < len(todo):
+                    prefetch(layout.block(todo[position + 1]))
+                for attempt in range(max_retries + 1):
+                    try:
+                        process(block)
+                    except UserError as e:  # bad input: the same in every block, so the job stops here
+                        raise UserError(f"block {block_id}: {e}") from e
+                    except Exception as e:  # a block's failure must not stop the others
+                        log.warning("block %d failed (attempt %d of %d): %s: %s", block_id, attempt + 1,
+                                    max_retries + 1, type(e).__name__, e)
+                        if attempt == max_retries:
+                            failures.append(f"block {block_id}: {type(e).__name__}: {e}")
+                    else:
+                        markers.append(block_id)
+                        break
+                bar.update()
+    finally:
+        markers.close()
     if failures:
         raise _failed(name, len(failures), len(layout), max_retries, failures[0])
     return {"blocks": len(layout), "processed": len(todo), "skipped": len(done)}
@@ -183,18 +145,23 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
     markers.clear_stop()
     markers.clear_failures()
     daisy.logging.set_log_basedir(folder)  # daisy's own worker output goes there, not to this terminal
+    total_roi = layout.roi.grow(layout.context, layout.context)
     if launcher:
         log.info("starting %d worker(s) with %r; their logs: %s", workers, launcher, folder)
         markers.clear_workers()
         function = launch.LaunchedWorker(launcher, launch.invocation(), folder, markers.url)
     else:
         log.debug("worker logs: %s", folder)
-        function = _DaisyBlockFunction(layout, process, markers.url, max_retries)
-    skip = np.zeros(layout.grid_shape, dtype=np.uint8)
-    skip.reshape(-1)[sorted(done)] = 1
+        function = DaisyBlockFunction(layout, process, markers.url, max_retries, agrees(layout, total_roi))
+    skip = None  # numpy only where some blocks are done
+    if done:
+        import numpy as np
+
+        skip = np.zeros(layout.grid_shape, dtype=np.uint8)
+        skip.reshape(-1)[sorted(done)] = 1
     task = daisy.Task(
         name,
-        layout.roi.grow(layout.context, layout.context),
+        total_roi,
         daisy.Roi((0,) * layout.roi.dims, layout.block_shape + layout.context * 2),
         daisy.Roi(layout.context, layout.block_shape),
         process_function=function,
@@ -208,9 +175,9 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
     )
     if tuple(task.block_grid_shape) != layout.grid_shape:  # the ids of both must agree
         raise RuntimeError(f"daisy's block grid {task.block_grid_shape} differs from alfine's {layout.grid_shape}")
+    watch = progress.observer(name)
     try:
-        states = daisy.run_blockwise(task, multiprocessing=True, progress=progress.enabled(),
-                                     summary=False, return_states=True,
+        states = daisy.run_blockwise(task, multiprocessing=True, progress=watch, summary=False, return_states=True,
                                      host=None if launcher else "127.0.0.1")
     except RuntimeError as e:  # daisy gives up when workers keep dying
         stopped = markers.stopped()
@@ -218,6 +185,9 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
             raise UserError(stopped) from None
         raise BlocksFailed(f"{name}: workers kept failing ({_last_error(str(e), folder)}); finished blocks are "
                            "kept, re-run to finish") from None
+    finally:
+        if isinstance(watch, progress.Lines):
+            watch.close()
     stopped = markers.stopped()
     if stopped is not None:
         markers.clear_stop()

@@ -168,6 +168,11 @@ def list_blocks() -> Any:
     return flag(False, "print the blocks (id and world region, one JSON object a line) and exit")
 
 
+def status() -> Any:
+    return flag(False, "print how many blocks of the output are done (per step, from its done markers) and exit: "
+                "runs and creates nothing")
+
+
 def launcher() -> Any:
     return flag(None, "command prefix that starts each worker, e.g. 'bsub -q gpu -n 4' (default: local processes)",
                 metavar="CMD")

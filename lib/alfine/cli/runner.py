@@ -42,7 +42,9 @@ class Common:
     """The flags every command has."""
 
     config: Optional[str] = flag(None, "JSON file holding any of this command's flags", metavar="FILE")
-    no_progress: bool = flag(False, "no progress bars (also off when stderr is not a terminal)")
+    no_progress: bool = flag(False, "no progress bars, nor progress lines where stderr is not a terminal")
+    progress_interval: float = flag(30.0, "where stderr is not a terminal (a log file, a batch job), progress is "
+                                    "logged as a line every this many seconds", metavar="SECONDS", parse=float)
     debug: bool = flag(False, "debug logs, and tracebacks on errors")
 
 
@@ -242,12 +244,19 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
             logging.getLogger(chatty).setLevel(logging.DEBUG if debug else logging.WARNING)
         from .. import progress
 
+        if not options.progress_interval > 0:
+            raise UsageError(f"--progress-interval {options.progress_interval:g}: expected a number of seconds "
+                             "above 0")
         progress.set_enabled(not options.no_progress)
+        progress.set_interval(options.progress_interval)
         started = time.perf_counter()
         _catch_sigterm()
         named, allow_any = _allowed_code(options_cls, options, given)
-        with code_gate.restricted(named, allow_any):
-            summary = body(options)
+        if getattr(options, "status", False):  # the block contract's --status: reads the markers, runs nothing
+            summary = options.report_status()
+        else:
+            with code_gate.restricted(named, allow_any):
+                summary = body(options)
         summary = {**summary, "seconds": round(time.perf_counter() - started, 3)}
         sys.stdout.write(redact(json.dumps(summary, default=_json_default)) + "\n")
         sys.stdout.flush()

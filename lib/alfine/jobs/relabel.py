@@ -25,7 +25,7 @@ from ..geometry import format_roi, parse_roi
 from ..segmentation import records
 from ..segmentation.numbering import number_objects
 from ..segmentation.per_block import ATTRIBUTE
-from ..segmentation.relabel import FACES_IN_PROCESS, FacesOfBlock, WriteBlock, work_url
+from ..segmentation.relabel import FACES_IN_PROCESS, FacesOfBlock, WriteBlock, step_markers, work_url
 
 
 def relabel(input_url: str, output: str, *, min_size: float | None = None, request: BlockRequest = WHOLE,
@@ -62,7 +62,7 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
     check_chunk_aligned(layout, target.chunk_shape * target.voxel_size, target.offset, output)
     _claim(work, input_url, layout)
 
-    faces_markers = DoneMarkers(f"{work}/faces-done", layout)
+    faces_markers = DoneMarkers(step_markers(output)["faces"], layout)
     if request.block_id is None or len(faces_markers.done_ids()) < len(layout):
         from_records = bool((info or {}).get("block_records"))
         here = from_records and len(layout) <= FACES_IN_PROCESS  # reads no volume data: no workers to start
@@ -73,7 +73,7 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
         if request.block_id is not None:
             return {"output": output, "step": "faces", "records": work,
                     **blockwise.geometry(layout, source.voxel_size), **counts}
-    write_markers = DoneMarkers(f"{work}/write-done", layout)
+    write_markers = DoneMarkers(step_markers(output)["write"], layout)
     summary = _numbering(work, layout, min_size, write_markers)
     if in_place and (info or {}).get("block_records"):  # the ids change: postprocess-block's records go stale
         target.array.attrs[ATTRIBUTE] = {**info, "block_records": False}
@@ -123,8 +123,7 @@ def _check_input(source, info: dict | None, url: str) -> None:
                         "nothing to relabel")
     markers = records.load_json(f"{markers_url_for(url)}/layout.json")
     if markers is not None:
-        layout = BlockLayout(parse_roi(markers["roi"]), Coordinate(markers["block_shape"]),
-                             Coordinate(markers["context"]))
+        layout = BlockLayout.from_json(markers)
         done = len(DoneMarkers(markers_url_for(url), layout).done_ids())
         if done < len(layout):
             raise UserError(f"{url}: alfine-postprocess-block finished {done} of {len(layout)} blocks; "

@@ -45,6 +45,12 @@ def work_url(output_url: str) -> str:
     return records.records_url(output_url, "relabel")
 
 
+def step_markers(output_url: str) -> dict[str, str]:
+    """The done markers of relabel's blockwise steps into ``output_url``: faces (1) and write (3)."""
+    work = work_url(output_url)
+    return {"faces": f"{work}/faces-done", "write": f"{work}/write-done"}
+
+
 @dataclass
 class FacesOfBlock:
     """Step 1 for one block (picklable)."""
