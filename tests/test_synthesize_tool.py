@@ -65,11 +65,11 @@ def test_a_finished_volume_is_reused_and_a_changed_one_rewritten(tmp_path, capsy
 
 
 def test_a_volume_from_another_generator_version_is_not_reused(tmp_path, capsys, monkeypatch):
-    import alfine.synthesis
+    import alfine.synthetic.writer
 
     args = ["--output", f"{tmp_path}/d.zarr", "--shape", "16,32,32", "--chunk-shape", "16,16,16"]
     assert _synthesize(capsys, *args)["reused"] is False
-    monkeypatch.setattr(alfine.synthesis, "VERSION", alfine.synthesis.VERSION + 1)
+    monkeypatch.setattr(alfine.synthetic.writer, "VERSION", alfine.synthetic.writer.VERSION + 1)
     assert _synthesize(capsys, *args)["reused"] is False
     assert _synthesize(capsys, *args)["reused"] is True
 
@@ -122,6 +122,8 @@ def test_preview_shows_the_central_slice(tmp_path, capsys):
         (["--shape", "32,32", "--voxel-size", "8,8,8"], "--voxel-size (8, 8, 8) has 3 axes, --shape has 2"),
         (["--shape", "32,32,32", "--block-shape", "24,24,24"], "must be a multiple of the chunk/shard shape"),
         (["--shape", "32,32,32", "--shards", "32,32,32"], "sharding needs zarr format 3"),
+        (["--shape", "32,32,32", "--block-id", "8"], "--block-id 8 is out of range: this layout has blocks 0..7"),
+        (["--shape", "32,32,32", "--roi", "0,0,0:8,8,8"], "--roi: synthesize writes the whole --shape"),
     ],
 )
 def test_bad_requests_exit_2_and_write_nothing(tmp_path, capsys, args, message):
@@ -130,3 +132,25 @@ def test_bad_requests_exit_2_and_write_nothing(tmp_path, capsys, args, message):
     assert code == 2
     assert message in captured.err and captured.out == ""
     assert not (tmp_path / "bad.zarr" / "raw").exists()
+
+
+def test_the_blocks_follow_the_block_contract(tmp_path, capsys):
+    """--list-blocks, one --block-id per job (a job array) giving the bytes of a whole run, --status counting the
+    done blocks of raw, and a whole run after part of the blocks writing only the rest."""
+    common = ["--shape", "32,32,32", "--chunk-shape", "16,16,16", "--seed", "4"]
+    whole = _synthesize(capsys, "--output", f"{tmp_path}/whole.zarr", *common, "--workers", "2")
+    assert whole["blocks"] == whole["processed"] == 8 and whole["block_shape_voxels"] == [16, 16, 16]
+    code = main(["--output", f"{tmp_path}/jobs.zarr", *common, "--list-blocks"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert code == 0 and [b["block_id"] for b in lines[:-1]] == list(range(8)) and lines[-1]["blocks"] == 8
+    assert not (tmp_path / "jobs.zarr").exists()
+    for block in (0, 3, 5):
+        one = _synthesize(capsys, "--output", f"{tmp_path}/jobs.zarr", *common, "--block-id", str(block))
+        assert one["processed"] == 1
+    status = _synthesize(capsys, "--output", f"{tmp_path}/jobs.zarr", *common, "--status")
+    assert (status["done"], status["blocks"], status["complete"]) == (3, 8, False)
+    rest = _synthesize(capsys, "--output", f"{tmp_path}/jobs.zarr", *common)
+    assert (rest["skipped"], rest["processed"]) == (3, 5)
+    for name, data in _arrays(f"{tmp_path}/jobs.zarr").items():
+        np.testing.assert_array_equal(data, _arrays(f"{tmp_path}/whole.zarr")[name], err_msg=name)
+    assert _synthesize(capsys, "--output", f"{tmp_path}/jobs.zarr", *common)["reused"] is True

@@ -3,7 +3,7 @@
 import dataclasses
 from typing import Optional
 
-from alfine.cli import OutputOptions, flag, flags, run
+from alfine.cli import BlockwiseOptions, OutputOptions, flag, flags, run
 
 DESCRIPTION = """Synthesize an EM-like volume: packed cells with dark membranes, mitochondria-like organelles,
 vesicles, texture, blur and noise. Writes into the container:
@@ -12,7 +12,9 @@ vesicles, texture, blur and noise. Writes into the container:
   classes  uint8    semantic classes: 0 membrane/extracellular, 1 cell, 2 organelle
   mask     uint8    1 inside the "annotated" region (an ellipsoid), for sparse-annotation tests
 It is generated block by block (little memory at any size) and is a pure function of --seed and
-world position: any --block-shape and any --workers give the same volume.
+world position: any --block-shape and any --workers give the same volume. The blocks follow the
+contract of every blockwise command (--list-blocks, --block-id N for job arrays, --workers on
+daisy, --status; a re-run after a kill writes only the blocks not done).
 
 examples:
   alfine-synthesize --output data.zarr --shape 128,128,128 --voxel-size 8,8,8
@@ -21,7 +23,7 @@ examples:
 
 
 @dataclasses.dataclass(kw_only=True)
-class Options(OutputOptions):
+class Options(BlockwiseOptions, OutputOptions):
     output: str = flags.output_url("the zarr container to write raw, labels, classes and mask into",
                                    default="synthetic.zarr")
     shape: tuple = flags.shape("volume size in voxels (Z,Y,X or Y,X)", default=(128, 128, 128))
@@ -37,9 +39,13 @@ class Options(OutputOptions):
     blur_sigma: float = flag(1.0, "Gaussian blur in voxels", metavar="S", parse=float)
     block_shape: Optional[tuple] = flags.block_shape("generation block in voxels, a multiple of the chunks "
                                                      "(default: the chunk or shard shape)")
-    workers: int = flags.workers()
     preview: Optional[str] = flag(None, "also write a PNG of the central slice (raw | labels | classes | mask)",
                                   metavar="FILE")
+
+
+    def report_status(self) -> dict:
+        """--status counts the done blocks of raw, whose markers the run keeps."""
+        return BlockwiseOptions.report_status(dataclasses.replace(self, output=f"{self.output.rstrip('/')}/raw"))
 
 
 def body(o: Options) -> dict:
@@ -47,8 +53,7 @@ def body(o: Options) -> dict:
 
     params = SyntheticParams(seed=o.seed, cell_size=o.cell_size, membrane_width=o.membrane_width,
                              organelle_fraction=o.organelle_fraction, noise=o.noise, blur_sigma=o.blur_sigma)
-    return synthesize(o.output, o.shape, o.voxel_size, o.offset, params, o.block_shape, o.storage(), o.workers,
-                      preview=o.preview)
+    return synthesize(o.output, o.shape, o.voxel_size, o.offset, params, o.storage(), o.request(), preview=o.preview)
 
 
 def main(argv=None) -> int:

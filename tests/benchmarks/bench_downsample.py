@@ -63,15 +63,16 @@ def main() -> None:
     import numpy as np
     import zarr
 
-    from alfine.synthesis import synthesize
+    from alfine.blockwise.contract import BlockRequest
     from alfine.synthetic import SyntheticParams
+    from alfine.synthetic.writer import synthesize
 
     side = int(round(256 * args.scale ** (1 / 3) / 64)) * 64
     rows, details = [], {}
     with tempfile.TemporaryDirectory() as root:
         os.chdir(root)  # daisy's worker logs
-        synthesize(f"{root}/d.zarr", (side,) * 3, (8, 8, 8), (0, 0, 0), SyntheticParams(seed=0), (64,) * 3,
-                   {"chunk_shape": (64,) * 3}, workers=args.workers)
+        synthesize(f"{root}/d.zarr", (side,) * 3, (8, 8, 8), (0, 0, 0), SyntheticParams(seed=0),
+                   {"chunk_shape": (64,) * 3}, BlockRequest(block_shape=(64,) * 3, workers=args.workers))
         for name, label in (("raw", False), ("labels", True)):
             ours = alfine(f"{root}/d.zarr/{name}", args.workers)
             theirs = reference(f"{root}/d.zarr/{name}/s0", f"{root}/r.zarr/{name}", label)

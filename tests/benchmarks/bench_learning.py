@@ -32,8 +32,8 @@ from alfine.jobs.validate import validate  # noqa: E402
 from alfine.postprocess import grid  # noqa: E402
 from alfine.postprocess import run as run_method  # noqa: E402
 from alfine.runs import RunDirectory  # noqa: E402
-from alfine.synthesis import synthesize  # noqa: E402
 from alfine.synthetic import SyntheticParams  # noqa: E402
+from alfine.synthetic.writer import synthesize  # noqa: E402
 from alfine.tasks.targets.affinities import affinities  # noqa: E402
 from alfine.training.config import run_from_file  # noqa: E402
 from alfine.training.trainer import train  # noqa: E402
