@@ -190,3 +190,18 @@ def test_block_unique_counts_its_voxels():
     labels = np.array([[7, 7, 0], [0, 9, 7]])
     unique, local, counts = _block_unique(labels, 2, 6)
     assert unique.tolist() == [[13, 13, 0], [0, 14, 13]] and counts.tolist() == [3, 1]
+
+
+def test_block_unique_of_labels_already_consecutive_equals_the_renumbering():
+    """A registry method's labels (1..n in C order of first appearance) skip the renumbering: same result."""
+    from alfine.postprocess.instance import connected_components
+
+    prediction = np.random.default_rng(3).random((1, 12, 14, 16)).astype(np.float32)
+    labels = connected_components(prediction, threshold=0.6, connectivity=6)
+    assert labels.dtype == np.uint64 and labels.max() > 20
+    slow, _, slow_counts = _block_unique(labels, 5, 12 * 14 * 16)
+    fast, mapping, fast_counts = _block_unique(labels.copy(), 5, 12 * 14 * 16, consecutive=True)
+    assert mapping is None
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(fast_counts, slow_counts)
+    assert fast_counts.sum() == (labels != 0).sum()

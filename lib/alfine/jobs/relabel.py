@@ -65,10 +65,10 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
     faces_markers = DoneMarkers(step_markers(output)["faces"], layout)
     if request.block_id is None or len(faces_markers.done_ids()) < len(layout):
         from_records = bool((info or {}).get("block_records"))
-        here = from_records and len(layout) <= FACES_IN_PROCESS  # reads no volume data: no workers to start
+        here = from_records and len(layout) <= FACES_IN_PROCESS  # reads no volume data: no workers to launch
         counts = run_blocks("relabel (faces)", layout,
                             FacesOfBlock(input_url, work, join, layout, tuple(source.voxel_size), from_records),
-                            faces_markers, workers=1 if here else request.workers, block_id=request.block_id,
+                            faces_markers, workers=request.workers, block_id=request.block_id,
                             launcher=None if here else request.launcher)
         if request.block_id is not None:
             return {"output": output, "step": "faces", "records": work,
