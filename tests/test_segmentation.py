@@ -205,3 +205,14 @@ def test_block_unique_of_labels_already_consecutive_equals_the_renumbering():
     np.testing.assert_array_equal(fast, slow)
     np.testing.assert_array_equal(fast_counts, slow_counts)
     assert fast_counts.sum() == (labels != 0).sum()
+
+
+def test_blocks_run_in_threads_only_for_registry_methods_that_say_so():
+    from alfine.segmentation.per_block import PostprocessBlock
+
+    def block_function(method):
+        return PostprocessBlock("in.zarr/p", "out.zarr/s", method, {}, None, None, True, 512, "[0:8,0:8,0:8]", False)
+
+    assert block_function("connected_components").threads and block_function("threshold").threads
+    assert not block_function("watershed").threads and not block_function("mutex_watershed").threads
+    assert not block_function("my_post.py:segment").threads  # a user's function: worker processes

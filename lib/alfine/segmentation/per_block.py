@@ -101,6 +101,13 @@ class PostprocessBlock:
     views: bool
     records: bool = True  # instances: keep the block's record for relabel (block_record_url)
 
+    @property
+    def threads(self) -> bool:
+        """Whether blocks may run in threads of one process (a registry method that says so)."""
+        from ..postprocess import METHODS
+
+        return not is_user_function(self.method) and METHODS[self.method].threads
+
     def __call__(self, block) -> None:
         from ..volumes import open_volume
 
