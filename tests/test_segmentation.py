@@ -159,6 +159,8 @@ def test_unique_pairs_sorts_and_drops_repeats():
 
 @pytest.mark.parametrize("ids", [np.arange(101, 160, dtype=np.uint64),  # one run: a lookup table
                                  np.array([3, 2**40, 2**62 + 5], np.uint64),  # far apart: a binary search
+                                 np.arange(0, 40, dtype=np.uint64),  # a table from 0
+                                 np.arange(2**64 - 50, 2**64 - 1, dtype=np.uint64),  # a table up to the top
                                  np.zeros(0, np.uint64)])
 def test_map_ids_maps_every_id_and_drops_the_rest(ids):
     rng = np.random.default_rng(3)

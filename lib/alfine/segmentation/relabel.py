@@ -232,10 +232,11 @@ def map_ids(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray) -> np.ndar
         return np.zeros(labels.shape, np.uint64)
     low, span = ids[0], int(ids[-1] - ids[0]) + 1
     if span <= 4 * len(ids) + 1024:
-        table = np.zeros(span + 1, np.uint64)  # table[span]: everything outside [low, low + span)
-        table[(ids - low).astype(np.intp)] = new_ids
-        index = labels - low  # below low (0 too) wraps around to far above span
-        np.minimum(index, np.uint64(span), out=index)
-        return table[index.view(np.int64)]  # at most span now: the same numbers, no copy
+        table = np.zeros(span + 2, np.uint64)  # table[0], table[span + 1]: everything outside [low, low + span)
+        table[(ids - low).astype(np.intp) + 1] = new_ids
+        # labels - (low - 1) modulo 2^64 is 1..span exactly for [low, low + span); as int64 anything else is
+        # below 1 (clipped to 0) or above span (clipped to span + 1): one pass, no mask
+        index = (labels - np.uint64((int(low) - 1) % 2**64)).view(np.int64)
+        return table.take(index, mode="clip")
     where = np.minimum(np.searchsorted(ids, labels), len(ids) - 1)
     return np.where(ids[where] == labels, new_ids[where], np.uint64(0))
