@@ -125,9 +125,10 @@ class PostprocessBlock:
             output.write(block.write_roi, result[(slice(None),) * (result.ndim - len(spatial)) + crop])
             return
         whole = all(c == slice(0, n) for c, n in zip(crop, spatial, strict=True))
-        # a registry method's labels are 1..n in C order already (finish_instances); a crop of them is not
-        labels, local, counts = _block_unique(result[crop], block.id, self.stride,
-                                              consecutive=whole and not is_user_function(self.method))
+        # a registry method's labels are 1..n in C order already (finish_instances); a crop of them is not, and
+        # views need the map
+        consecutive = whole and not self.views and not is_user_function(self.method)
+        labels, local, counts = _block_unique(result[crop], block.id, self.stride, consecutive=consecutive)
         if self.views:
             views = self._views(result, crop, local, block)
             records.save_arrays(views_url(self.output, block.id), **views)
