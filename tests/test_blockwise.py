@@ -66,6 +66,32 @@ class WriteBlockId:
         volume.write(block.write_roi, np.full(shape, block.id + 1, dtype=np.uint16))
 
 
+class ThreadedWriteBlockId(WriteBlockId):
+    """The same, declared safe to run in threads: local multi-worker runs call it in threads of this process."""
+
+    threads = True
+
+    def __init__(self, url, fail_on=(), bad_input_on=()):
+        super().__init__(url, fail_on)
+        self.bad_input_on = set(bad_input_on)
+        self.threads_seen: set[str] = set()
+
+    def __call__(self, block):
+        import threading
+
+        if block.id in self.bad_input_on:
+            raise UserError("bad input")
+        self.threads_seen.add(threading.current_thread().name)
+        super().__call__(block)
+
+
+def _function(output, workers, **kwargs):
+    """The block function and the number of workers of a parameter: 1, 2 (daisy processes) or "2 threads"."""
+    if workers == "2 threads":
+        return ThreadedWriteBlockId(output, **kwargs), 2
+    return WriteBlockId(output, **kwargs), workers
+
+
 def _expected(layout, skip=()):
     out = np.zeros(ROI.shape / Coordinate(VOXEL), np.uint16)
     for block in layout:
@@ -84,14 +110,30 @@ def output(tmp_path, monkeypatch):
     return url
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_every_block_runs_once_and_is_marked(output, workers):
+@pytest.mark.parametrize("workers", [1, 2, "2 threads"])
+def test_every_block_runs_once_and_is_marked(output, workers, tmp_path):
     layout = _layout()
     markers = DoneMarkers(markers_url_for(output), layout)
-    summary = run_blocks("ids", layout, WriteBlockId(output), markers, workers=workers)
+    function, workers = _function(output, workers)
+    summary = run_blocks("ids", layout, function, markers, workers=workers)
     assert summary == {"blocks": 18, "processed": 18, "skipped": 0}
     np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
     assert markers.done_ids() == set(range(18))
+    if isinstance(function, ThreadedWriteBlockId):  # in threads of this process, no worker processes (logs)
+        assert len(function.threads_seen) == 2 and all(name.startswith("block") for name in function.threads_seen)
+        assert not (tmp_path / "alfine-logs").exists()
+
+
+def test_bad_input_in_a_block_run_in_threads_stops_the_job(output):
+    layout = _layout()
+    markers = DoneMarkers(markers_url_for(output), layout)
+    with pytest.raises(UserError, match="block 3: bad input"):
+        run_blocks("ids", layout, ThreadedWriteBlockId(output, bad_input_on={3}), markers, workers=2)
+    done = markers.done_ids()
+    assert 3 not in done and len(done) < 17  # the blocks after those running were never started
+    summary = run_blocks("ids", layout, ThreadedWriteBlockId(output), markers, workers=2)
+    assert summary == {"blocks": 18, "processed": 18 - len(done), "skipped": len(done)}
+    np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
 
 
 def test_a_rerun_skips_finished_blocks(output):
@@ -106,12 +148,13 @@ def test_a_rerun_skips_finished_blocks(output):
     assert run_blocks("ids", layout, WriteBlockId(output), markers) == {"blocks": 18, "processed": 0, "skipped": 18}
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, 2, "2 threads"])
 def test_failing_blocks_raise_and_keep_the_rest(output, workers):
     layout = _layout()
     markers = DoneMarkers(markers_url_for(output), layout)
+    function, workers = _function(output, workers, fail_on={4, 9})
     with pytest.raises(BlocksFailed, match=r"2 of 18 blocks failed .*block (4|9) is broken.*re-run") as failure:
-        run_blocks("ids", layout, WriteBlockId(output, fail_on={4, 9}), markers, workers=workers, max_retries=1)
+        run_blocks("ids", layout, function, markers, workers=workers, max_retries=1)
     assert failure.value.exit_code == 3
     assert markers.done_ids() == set(range(18)) - {4, 9}
     np.testing.assert_array_equal(open_volume(output).read(), _expected(layout, skip={4, 9}))

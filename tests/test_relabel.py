@@ -339,7 +339,7 @@ def test_relabel_from_block_records_equals_relabel_from_the_volume(shape, block,
     mixed, _, read = relabelled("mixed")
     assert 5 in read and len(read) < blocks
     np.testing.assert_array_equal(mixed, records)
-    monkeypatch.setattr(relabelling, "FACES_IN_PROCESS", 0)  # the faces step on daisy workers
+    monkeypatch.setattr(relabelling.FacesOfBlock, "threads", False)  # the faces step on daisy workers
     workers, _, _ = relabelled("workers", "--workers", "2")
     np.testing.assert_array_equal(workers, records)
     assert_consecutive(records)

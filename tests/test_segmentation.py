@@ -159,6 +159,8 @@ def test_unique_pairs_sorts_and_drops_repeats():
 
 @pytest.mark.parametrize("ids", [np.arange(101, 160, dtype=np.uint64),  # one run: a lookup table
                                  np.array([3, 2**40, 2**62 + 5], np.uint64),  # far apart: a binary search
+                                 np.arange(0, 40, dtype=np.uint64),  # a table from 0
+                                 np.arange(2**64 - 50, 2**64 - 1, dtype=np.uint64),  # a table up to the top
                                  np.zeros(0, np.uint64)])
 def test_map_ids_maps_every_id_and_drops_the_rest(ids):
     rng = np.random.default_rng(3)
@@ -190,3 +192,29 @@ def test_block_unique_counts_its_voxels():
     labels = np.array([[7, 7, 0], [0, 9, 7]])
     unique, local, counts = _block_unique(labels, 2, 6)
     assert unique.tolist() == [[13, 13, 0], [0, 14, 13]] and counts.tolist() == [3, 1]
+
+
+def test_block_unique_of_labels_already_consecutive_equals_the_renumbering():
+    """A registry method's labels (1..n in C order of first appearance) skip the renumbering: same result."""
+    from alfine.postprocess.instance import connected_components
+
+    prediction = np.random.default_rng(3).random((1, 12, 14, 16)).astype(np.float32)
+    labels = connected_components(prediction, threshold=0.6, connectivity=6)
+    assert labels.dtype == np.uint64 and labels.max() > 20
+    slow, _, slow_counts = _block_unique(labels, 5, 12 * 14 * 16)
+    fast, mapping, fast_counts = _block_unique(labels.copy(), 5, 12 * 14 * 16, consecutive=True)
+    assert mapping is None
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(fast_counts, slow_counts)
+    assert fast_counts.sum() == (labels != 0).sum()
+
+
+def test_blocks_run_in_threads_only_for_registry_methods_that_say_so():
+    from alfine.segmentation.per_block import PostprocessBlock
+
+    def block_function(method):
+        return PostprocessBlock("in.zarr/p", "out.zarr/s", method, {}, None, None, True, 512, "[0:8,0:8,0:8]", False)
+
+    assert block_function("connected_components").threads and block_function("threshold").threads
+    assert not block_function("watershed").threads and not block_function("mutex_watershed").threads
+    assert not block_function("my_post.py:segment").threads  # a user's function: worker processes

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 
-def write_whole(url: str, data: bytes) -> None:
+def write_whole(url: str, data: bytes, sync: bool = True) -> None:
     """Write ``data`` to ``url`` so that readers see the old file or the new one, never a part: locally a
-    temporary file of this process, flushed to disk and moved into place; on object stores one PUT."""
+    temporary file of this process, flushed to disk (unless not ``sync``: then it survives a killed process,
+    not a crashed machine) and moved into place; on object stores one PUT."""
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url)
@@ -23,7 +24,8 @@ def write_whole(url: str, data: bytes) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

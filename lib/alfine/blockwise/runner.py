@@ -10,6 +10,11 @@ run holds its output (:meth:`DoneMarkers.exclusive`): a second one at once is re
 workers' logs go to alfine's log folder (``$ALFINE_LOG_DIR`` or ``alfine-logs``), as launched
 workers' do. Worker processes stay alive for many blocks, so a function can cache expensive setup
 (a model) per process.
+
+A block function whose class says ``threads = True`` (it is safe to call from several threads at once and
+spends its time in code that releases the GIL: zarr's codecs, numpy) runs local multi-worker runs in threads of
+this process instead: no worker processes to start (about a second each, more on a loaded machine), which
+costs more than small jobs take. With a launcher it runs on daisy like any other.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from .. import progress
 from ..errors import BlocksFailed, UserError
@@ -79,6 +85,8 @@ def run_blocks(
             log.info("resuming: %d of %d blocks are already done", len(done), total)
         if workers == 1 and not launcher:
             return _run_here(name, layout, process, markers, done, max_retries)
+        if not launcher and getattr(process, "threads", False):
+            return _run_threads(name, layout, process, markers, done, workers, max_retries)
         return _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher)
 
 
@@ -86,6 +94,24 @@ def _failed(name: str, failed: int, total: int, max_retries: int, error: str, lo
     where = f"; tracebacks in the worker logs, {logs}" if logs else ""
     return BlocksFailed(f"{name}: {failed} of {total} blocks failed after {max_retries} retries (first error: "
                         f"{error}{where}); finished blocks are kept, re-run the same command to finish")
+
+
+def _attempts(process: Callable[[Block], None], block: Block, max_retries: int) -> str | None:
+    """Process ``block``, retrying a failure ``max_retries`` times; None when done, else the last failure.
+    A :class:`UserError` (bad input: the same in every block) is raised at once, naming the block."""
+    for attempt in range(max_retries + 1):
+        try:
+            process(block)
+        except UserError as e:
+            raise UserError(f"block {block.id}: {e}") from e
+        except Exception as e:  # a block's failure must not stop the others
+            log.warning("block %d failed (attempt %d of %d): %s: %s", block.id, attempt + 1, max_retries + 1,
+                        type(e).__name__, e)
+            if attempt == max_retries:
+                return f"block {block.id}: {type(e).__name__}: {e}"
+        else:
+            return None
+    return None
 
 
 def _run_here(name, layout, process, markers, done, max_retries) -> dict:
@@ -102,25 +128,62 @@ def _run_here(name, layout, process, markers, done, max_retries) -> dict:
                 block = layout.block(block_id)
                 if prefetch is not None and position + 1 < len(todo):
                     prefetch(layout.block(todo[position + 1]))
-                for attempt in range(max_retries + 1):
-                    try:
-                        process(block)
-                    except UserError as e:  # bad input: the same in every block, so the job stops here
-                        raise UserError(f"block {block_id}: {e}") from e
-                    except Exception as e:  # a block's failure must not stop the others
-                        log.warning("block %d failed (attempt %d of %d): %s: %s", block_id, attempt + 1,
-                                    max_retries + 1, type(e).__name__, e)
-                        if attempt == max_retries:
-                            failures.append(f"block {block_id}: {type(e).__name__}: {e}")
-                    else:
-                        markers.append(block_id)
-                        break
+                failure = _attempts(process, block, max_retries)
+                if failure is None:
+                    markers.append(block_id)
+                else:
+                    failures.append(failure)
                 bar.update()
     finally:
         markers.close()
     if failures:
         raise _failed(name, len(failures), len(layout), max_retries, failures[0])
     return {"blocks": len(layout), "processed": len(todo), "skipped": len(done)}
+
+
+def _run_threads(name, layout, process, markers, done, workers, max_retries) -> dict:
+    """All blocks not done, ``workers`` at a time in threads of this process, started in id order.
+
+    Blocks are marked done here, in this thread, as they finish. A :class:`UserError` in one block stops the
+    job: blocks not started stay undone, those running finish first."""
+    todo = iter([i for i in range(len(layout)) if i not in done])
+    failures: list[str] = []
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="block") as pool, \
+                progress.bar(total=len(layout), desc=name, unit="block", initial=len(done)) as bar:
+            processed = _threads_loop(pool, todo, workers, layout, process, markers, max_retries, failures, bar)
+    finally:
+        markers.close()
+    if failures:
+        raise _failed(name, len(failures), len(layout), max_retries, failures[0])
+    return {"blocks": len(layout), "processed": processed, "skipped": len(done)}
+
+
+def _threads_loop(pool, todo, workers, layout, process, markers, max_retries, failures, bar) -> int:
+    """:func:`_run_threads`' loop: keep ``workers`` blocks running, record each as it ends; how many ended."""
+    processed = 0
+    running = {}
+
+    def start() -> None:
+        block_id = next(todo, None)
+        if block_id is not None:
+            running[pool.submit(_attempts, process, layout.block(block_id), max_retries)] = block_id
+
+    for _ in range(workers):
+        start()
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            block_id = running.pop(future)
+            failure = future.result()  # a UserError is raised here; the pool waits for the running blocks
+            if failure is None:
+                markers.append(block_id)
+            else:
+                failures.append(failure)
+            processed += 1
+            bar.update()
+            start()
+    return processed
 
 
 def _last_error(text: str, folder: str) -> str:

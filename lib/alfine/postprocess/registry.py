@@ -41,12 +41,15 @@ class Method:
     """A post-processing function, its default parameter grid, what it returns (``output``: ``"instances"``,
     uint64 labels, 0 = background; ``"classes"``, one class index per voxel; ``"masks"``, a uint8 mask per
     channel, or of one ``channel``) and the context it reads by default (``context`` voxels per side; methods
-    that take affinity offsets at least twice the longest one)."""
+    that take affinity offsets at least twice the longest one). ``threads``: the function may run in several
+    threads of one process at once and spends its time in numpy or C code that releases the GIL, so blocks of
+    it run in threads rather than in worker processes (see :mod:`alfine.blockwise.runner`)."""
 
     function: Callable[..., np.ndarray]
     default_grid: Mapping[str, Sequence[Any]]
     output: str
     context: int = 0
+    threads: bool = False
 
     @property
     def instances(self) -> bool:
@@ -108,9 +111,9 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "threshold": Method(threshold, {"threshold": _STEPS}, output="masks"),
-    "argmax": Method(argmax, {}, output="classes"),
-    "connected_components": Method(connected_components, {"threshold": _STEPS}, output="instances"),
+    "threshold": Method(threshold, {"threshold": _STEPS}, output="masks", threads=True),
+    "argmax": Method(argmax, {}, output="classes", threads=True),
+    "connected_components": Method(connected_components, {"threshold": _STEPS}, output="instances", threads=True),
     # The default grid suits kind="distance" on the tanh scale; boundary maps need overrides.
     "watershed": Method(watershed, {"seed_threshold": [0.2, 0.4, 0.6, 0.8], "mask_threshold": [-0.2, 0.0, 0.2]},
                         output="instances", context=CONTEXT),

@@ -101,6 +101,13 @@ class PostprocessBlock:
     views: bool
     records: bool = True  # instances: keep the block's record for relabel (block_record_url)
 
+    @property
+    def threads(self) -> bool:
+        """Whether blocks may run in threads of one process (a registry method that says so)."""
+        from ..postprocess import METHODS
+
+        return not is_user_function(self.method) and METHODS[self.method].threads
+
     def __call__(self, block) -> None:
         from ..volumes import open_volume
 
@@ -117,7 +124,11 @@ class PostprocessBlock:
         if not self.instances:
             output.write(block.write_roi, result[(slice(None),) * (result.ndim - len(spatial)) + crop])
             return
-        labels, local, counts = _block_unique(result[crop], block.id, self.stride)
+        whole = all(c == slice(0, n) for c, n in zip(crop, spatial, strict=True))
+        # a registry method's labels are 1..n in C order already (finish_instances); a crop of them is not, and
+        # views need the map
+        consecutive = whole and not self.views and not is_user_function(self.method)
+        labels, local, counts = _block_unique(result[crop], block.id, self.stride, consecutive=consecutive)
         if self.views:
             views = self._views(result, crop, local, block)
             records.save_arrays(views_url(self.output, block.id), **views)
@@ -181,21 +192,33 @@ def block_unique(labels: np.ndarray, block_id: int, stride: int) -> tuple[np.nda
     return unique, {int(k): int(v) for k, v in mapping.items()}
 
 
-def _block_unique(labels: np.ndarray, block_id: int, stride: int) -> tuple[np.ndarray, dict, np.ndarray]:
-    """:func:`block_unique` and the voxel counts of the local ids 1..n (int64)."""
+def _block_unique(labels: np.ndarray, block_id: int, stride: int, consecutive: bool = False
+                  ) -> tuple[np.ndarray, dict | None, np.ndarray]:
+    """:func:`block_unique` and the voxel counts of the local ids 1..n (int64).
+
+    ``consecutive``: ``labels`` are known to be 1..n in C order of first appearance already (uint64, as a
+    registry method returns them), so they are not renumbered (one pass over the block less) and the map is
+    None; ``labels`` may then be changed in place.
+    """
     import fastremap
 
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
         raise UserError(f"instance labels must be integers, got {labels.dtype}")
-    local, mapping = fastremap.renumber(np.ascontiguousarray(labels), preserve_zero=True, in_place=False)
-    objects = len(mapping) - (0 in mapping)
+    if consecutive and labels.dtype == np.uint64:
+        local, mapping = np.ascontiguousarray(labels), None
+        objects = int(local.max(initial=0))
+    else:
+        local, mapping = fastremap.renumber(np.ascontiguousarray(labels), preserve_zero=True, in_place=False)
+        objects = len(mapping) - (0 in mapping)
     if objects > stride:
         raise ValueError(f"{objects} objects in a block of {stride} voxels")
     flat = local.reshape(-1)
-    counts = np.bincount(flat if flat.dtype.itemsize < 8 else flat.astype(np.int64), minlength=objects + 1)
-    unique = local.astype(np.uint64)
+    if flat.dtype == np.uint64:
+        flat = flat.view(np.int64)  # ids < 2^63: the same numbers, no copy
+    counts = np.bincount(flat if flat.dtype.itemsize < 8 else flat.astype(np.int64, copy=False), minlength=objects + 1)
+    unique = local.astype(np.uint64, copy=mapping is not None)
     base = np.uint64(block_id) * np.uint64(stride)
     if base:
-        np.add(unique, base, out=unique, where=local != 0)
+        np.add(unique, base, out=unique, where=unique != 0)
     return unique, mapping, counts[1:].astype(np.int64)

@@ -1,7 +1,10 @@
 """Small per-block records kept beside a volume: npz files (never pickled) and JSON, on any fsspec URL.
 
 A volume ``CONTAINER/PATH`` keeps the records of kind ``KIND`` under ``CONTAINER/.alfine-KIND/PATH``,
-as its done markers live under ``CONTAINER/.alfine-blocks/PATH``.
+as its done markers live under ``CONTAINER/.alfine-blocks/PATH``. Records are written whole (a killed
+process leaves the old file or the new one) but not flushed to disk one by one: they are as durable as the
+volume chunks and done markers written beside them, and a flush each (one per block) cost more than the
+block's work on a busy disk.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def save_arrays(url: str, compress: bool = False, **arrays: np.ndarray) -> None:
     ``compress``: deflated (voxel layers of labels shrink many times)."""
     buffer = io.BytesIO()
     (np.savez_compressed if compress else np.savez)(buffer, **arrays)
-    write_whole(url, buffer.getvalue())
+    write_whole(url, buffer.getvalue(), sync=False)
 
 
 def load_arrays(url: str, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -47,7 +50,7 @@ def load_arrays(url: str, names: Iterable[str] | None = None) -> dict[str, np.nd
 
 def save_json(url: str, value) -> None:
     """Store ``value`` as JSON at ``url`` (written whole)."""
-    write_whole(url, (json.dumps(value, indent=2) + "\n").encode())
+    write_whole(url, (json.dumps(value, indent=2) + "\n").encode(), sync=False)
 
 
 def load_json(url: str):

@@ -4,8 +4,8 @@
    of ids its faces join (:mod:`.faces`; the rule is the one the input's ``alfine_postprocess``
    attribute names, adjacency with face connectivity for other inputs). From the records that
    ``alfine-postprocess-block`` keeps per block (its ids, counts and outer voxel layers) when the
-   input has them: no volume data is read, and up to :data:`FACES_IN_PROCESS` blocks run in this
-   process (cheaper than starting workers). Otherwise (other inputs, or a record missing) a block
+   input has them: no volume data is read, and with a launcher up to :data:`FACES_IN_PROCESS` blocks
+   still run in this process (cheaper than launching workers). Otherwise (other inputs, or a record missing) a block
    reads its labels grown by one voxel beyond its upper faces; both ways find the same pairs.
 2. **numbering** (one process, after all blocks): union-find over the face ids, global sizes,
    ``--min-size``, consecutive ids from 1 (:mod:`.numbering`); writes each block's id map and
@@ -18,7 +18,9 @@
 Records live under ``OUTPUT_CONTAINER/.alfine-relabel/OUTPUT_PATH``: ``faces/N.npz`` (step 1),
 ``mapping/N.npz`` (old ``ids`` -> ``new_ids`` of block N), ``objects.npz`` (``sizes[new_id - 1]``)
 and ``objects.json`` (the summary; its presence marks step 2 done). Each step's finished blocks
-are recorded, so a killed run re-run finishes the job. With ``--block-id N`` a run does block N
+are recorded, so a killed run re-run finishes the job. Without a launcher both blockwise steps run
+in ``--workers`` threads of this process (their blocks spend their time in zarr's codecs and numpy,
+which release the GIL), so relabelling starts no worker processes. With ``--block-id N`` a run does block N
 of step 1 until all blocks have done step 1, then (numbering first, when missing) block N of step 3.
 """
 
@@ -26,7 +28,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from funlib.geometry import Coordinate, Roi
@@ -37,7 +41,7 @@ from .per_block import block_record_url, views_url
 
 log = logging.getLogger(__name__)
 
-FACES_IN_PROCESS = 256  # blocks: a faces step from records this small runs without workers
+FACES_IN_PROCESS = 256  # blocks: a faces step from records this small launches no workers
 
 
 def work_url(output_url: str) -> str:
@@ -61,9 +65,10 @@ class FacesOfBlock:
     layout: BlockLayout
     voxel_size: tuple
     records: bool = False  # the input has postprocess-block's block records
+    threads: ClassVar[bool] = True  # safe to run in threads (see alfine.blockwise.runner)
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_layers"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_layers", "_lock")}
 
     def __call__(self, block) -> None:
         found = self._from_records(block) if self.records else None
@@ -107,15 +112,20 @@ class FacesOfBlock:
         """Block ``block_id``'s first layers from its record (None: no record), the last few kept: blocks
         go in id order, so the next block needs about half of this one's neighbours again."""
         cache = self.__dict__.setdefault("_layers", {})
-        if block_id not in cache:
-            names = [f"first{a}" for a in range(ndim)]
-            found = records.load_arrays_if_any(block_record_url(self.input, block_id), names)
-            if found is None:
-                return None
+        lock = self.__dict__.setdefault("_lock", threading.Lock())  # setdefault: atomic, one lock for all threads
+        with lock:
+            if block_id in cache:
+                return cache[block_id]
+        names = [f"first{a}" for a in range(ndim)]
+        found = records.load_arrays_if_any(block_record_url(self.input, block_id), names)
+        if found is None:
+            return None
+        layers = {int(name[5:]): layer for name, layer in found.items()}
+        with lock:
             if len(cache) >= 2 ** (ndim + 1):
                 del cache[next(iter(cache))]  # the oldest
-            cache[block_id] = {int(name[5:]): layer for name, layer in found.items()}
-        return cache[block_id]
+            cache[block_id] = layers
+        return layers
 
     def _from_volume(self, block) -> dict[str, np.ndarray]:
         """The block's faces record from its labels grown by one voxel beyond its upper faces."""
@@ -182,6 +192,7 @@ class WriteBlock:
     output: str
     work: str
     in_place: bool = False
+    threads: ClassVar[bool] = True  # safe to run in threads (see alfine.blockwise.runner)
 
     def __call__(self, block) -> None:
         from ..volumes import open_volume
@@ -221,10 +232,11 @@ def map_ids(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray) -> np.ndar
         return np.zeros(labels.shape, np.uint64)
     low, span = ids[0], int(ids[-1] - ids[0]) + 1
     if span <= 4 * len(ids) + 1024:
-        table = np.zeros(span + 1, np.uint64)  # table[span]: everything outside [low, low + span)
-        table[(ids - low).astype(np.intp)] = new_ids
-        index = labels - low  # below low (0 too) wraps around to far above span
-        np.minimum(index, np.uint64(span), out=index)
-        return table[index.view(np.int64)]  # at most span now: the same numbers, no copy
+        table = np.zeros(span + 2, np.uint64)  # table[0], table[span + 1]: everything outside [low, low + span)
+        table[(ids - low).astype(np.intp) + 1] = new_ids
+        # labels - (low - 1) modulo 2^64 is 1..span exactly for [low, low + span); as int64 anything else is
+        # below 1 (clipped to 0) or above span (clipped to span + 1): one pass, no mask
+        index = (labels - np.uint64((int(low) - 1) % 2**64)).view(np.int64)
+        return table.take(index, mode="clip")
     where = np.minimum(np.searchsorted(ids, labels), len(ids) - 1)
     return np.where(ids[where] == labels, new_ids[where], np.uint64(0))

@@ -5,6 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def import_in_background() -> None:
+    """Start importing what :func:`join` needs (scipy's sparse graphs: about 0.3 s, seconds on a busy machine)
+    in a thread, so that a caller busy with other work meanwhile finds it imported; returns at once."""
+    import threading
+
+    threading.Thread(target=_import, name="import scipy.sparse.csgraph", daemon=True).start()
+
+
+def _import() -> None:
+    import scipy.sparse.csgraph  # noqa: F401
+
+
 def join(ids: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """The root of every id of the sorted unique uint64 array ``ids`` after joining ``pairs``.
 
