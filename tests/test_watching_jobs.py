@@ -173,7 +173,16 @@ def test_a_progress_line_says_done_total_rate_and_time_left(monkeypatch):
     assert progress.format_seconds(42) == "42 s" and progress.format_seconds(3 * 3600) == "3.0 h"
 
 
-def test_status_of_a_command_without_output_is_refused_in_one_line(prediction):
-    done = subprocess.run([str(BIN / "alfine"), "downsample", "--input", "d.zarr/pred", "--status"], cwd=prediction,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "--status" in done.stderr
+def test_status_of_downsample_counts_each_level(prediction):
+    def alfine(*args):
+        return subprocess.run([str(BIN / "alfine"), "downsample", "--input", "d.zarr/pred", *args], cwd=prediction,
+                              capture_output=True, text=True, timeout=120)
+
+    before = json.loads(alfine("--status").stdout)
+    assert before["steps"] == {} and before["done"] == 0  # no level yet: nothing to count, nothing created
+    made = alfine("--levels", "1", "--no-progress")
+    assert made.returncode == 0, made.stderr
+    after = json.loads(alfine("--status").stdout)
+    assert after["complete"] is True and after["steps"]["s1"]["done"] == after["steps"]["s1"]["blocks"] > 0
+    refused = alfine("--status", "--block-id", "0", "--level", "1")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "--status" in refused.stderr

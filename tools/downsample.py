@@ -36,6 +36,17 @@ class Options(BlockwiseOptions):
                       "container (seg.zarr) opens this image")
 
 
+    def report_status(self) -> dict:
+        """--status: the blocks done of each level the image already has (s1, s2, ...)."""
+        from alfine.cli.runner import UsageError
+
+        if self.block_id is not None or self.list_blocks:
+            raise UsageError("--status reports on every level: it takes no --block-id or --list-blocks")
+        from alfine.jobs.downsample import status
+
+        return status(self.input)
+
+
 def body(options: Options) -> dict:
     from alfine.jobs.downsample import downsample
 
