@@ -225,12 +225,13 @@ def _train(run: RunConfig, run_dir: RunDirectory, device: torch.device,
 
 
 def _checkpoint(run_dir, iteration, model, optimizer, scheduler, scaler, stats) -> None:
-    """Checkpoint, then the stats and plot that go with it (a killed run loses only what came after)."""
+    """The stats and plot up to ``iteration``, then its checkpoint: a checkpoint never lacks its stats, and a run
+    killed in between resumes from the checkpoint before, dropping the stats beyond it."""
     from .plots import loss_png
 
-    checkpoints.save(run_dir, iteration, model, optimizer, scheduler, scaler)
     run_dir.write_stats(stats)
     run_dir.write_bytes("loss.png", loss_png(stats))
+    checkpoints.save(run_dir, iteration, model, optimizer, scheduler, scaler)
     run_dir.refresh_lock()
 
 
