@@ -41,7 +41,11 @@ def report(output_url: str, steps: dict[str, str] | None = None) -> dict:
                         f"({e})") from None
     token = output.array.attrs.get("alfine_created")
     steps = steps or {"blocks": markers_url_for(output_url)}
-    found = {name: step_status(url, token) for name, url in steps.items()}
+    return summarise(output_url, {name: step_status(url, token) for name, url in steps.items()})
+
+
+def summarise(output_url: str, found: dict[str, dict]) -> dict:
+    """The status summary of ``output_url`` from each step's :func:`step_status`, each step logged as one line."""
     for name, step in found.items():
         if step["blocks"] is None:
             log.info("%s: not started", name)

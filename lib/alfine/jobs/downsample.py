@@ -134,20 +134,12 @@ def _snapped(roi: Roi, whole: Roi, chunk_world: Coordinate) -> Roi:
 def status(image_url: str) -> dict:
     """``--status``: the blocks done of each level the image holds beyond ``s0`` (each level keeps its own done
     markers); runs and creates nothing. A :class:`UserError` when ``image_url`` is not an image."""
-    import logging
-
     from ..blockwise.markers import markers_url_for
-    from ..blockwise.status import step_status
+    from ..blockwise.status import step_status, summarise
 
     image = Image(image_url)
-    steps = {}
+    found = {}
     for level in image.existing_levels()[1:]:
         volume = image.open_level(level)
-        steps[f"s{level}"] = step_status(markers_url_for(volume.url.url), volume.array.attrs.get("alfine_created"))
-        step = steps[f"s{level}"]
-        logging.getLogger(__name__).info("s%d: %s/%s blocks done", level, step["done"], step["blocks"])
-    known = [s for s in steps.values() if s["blocks"] is not None]
-    total = sum(s["blocks"] for s in known) if len(known) == len(steps) else None
-    done = sum(s["done"] for s in steps.values())
-    return {"output": image_url, "blocks": total, "done": done, "complete": total is not None and done == total,
-            "steps": steps}
+        found[f"s{level}"] = step_status(markers_url_for(volume.url.url), volume.array.attrs.get("alfine_created"))
+    return summarise(image_url, found)
