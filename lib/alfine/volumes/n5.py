@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from ..errors import VolumeError
+from . import bulk
 from .urls import VolumeUrl
 
 
@@ -26,6 +27,7 @@ def open_n5(parsed: VolumeUrl):
     except ImportError:
         raise VolumeError(f"{parsed.url}: reading N5 needs tensorstore (pip install 'alfine[n5]')") from None
     spec = {"driver": "n5", "kvstore": _kvstore(parsed), "path": parsed.path}
+    bulk.start()  # a process forked after this must not use tensorstore (zarr arrays: .bulk's zarr-python)
     try:
         store = ts.open(spec, open=True, read=True).result()
     except Exception as e:
