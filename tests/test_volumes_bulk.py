@@ -3,13 +3,14 @@ the other's; a process forked after using tensorstore falls back to zarr-python 
 
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from funlib.geometry import Roi
 
-from alfine.volumes import open_volume, parse_volume_url, prepare_volume
-from alfine.volumes import bulk
+from alfine.volumes import bulk, open_volume, parse_volume_url, prepare_volume
 from alfine.volumes.bulk import kvstore
 
 CASES = [  # (zarr format, shards, dtype, channels)
@@ -174,3 +175,28 @@ def test_a_pickled_volume_opens_its_own_view(tmp_path, monkeypatch):
     assert "_io_view" not in copy.__dict__ and "_io_view" in volume.__dict__
     np.testing.assert_array_equal(copy.read(), data)
     assert hasattr(copy._io(), "read") and copy._io() is not volume._io()
+
+
+CHILD_OF_A_FRESH_PROCESS = """
+import os, sys
+import numpy as np
+from alfine.volumes import bulk, open_volume
+volume = open_volume(sys.argv[1])  # metadata only: this process has not started tensorstore
+assert not bulk.started
+pid = os.fork()
+if pid == 0:
+    ok = bulk.enabled() and hasattr(volume._io(), "read") and int(volume.read().sum()) == int(sys.argv[2])
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 4)
+"""
+
+
+def test_a_process_forked_before_any_tensorstore_use_uses_it(tmp_path):
+    """Only a parent's use of tensorstore makes its forks fall back: a fork of a fresh process reads through it."""
+    data = _data(np.uint64, ())
+    _write(f"{tmp_path}/c.zarr/a", 2, None, np.uint64, (), data)
+    env = {k: v for k, v in os.environ.items() if k != "ALFINE_TENSORSTORE"}
+    command = [sys.executable, "-c", CHILD_OF_A_FRESH_PROCESS, f"{tmp_path}/c.zarr/a", str(int(data.sum()))]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
