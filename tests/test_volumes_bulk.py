@@ -200,3 +200,33 @@ def test_a_process_forked_before_any_tensorstore_use_uses_it(tmp_path):
     command = [sys.executable, "-c", CHILD_OF_A_FRESH_PROCESS, f"{tmp_path}/c.zarr/a", str(int(data.sum()))]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_n5_in_a_process_forked_after_tensorstore_is_refused_in_one_line(tmp_path):
+    """N5 has no zarr-python fallback: a forked child gets a VolumeError naming the volume, not an abort."""
+    import tensorstore as ts
+
+    from alfine.errors import VolumeError
+
+    spec = {"driver": "n5", "kvstore": {"driver": "file", "path": f"{tmp_path}/d.n5"}, "path": "raw",
+            "metadata": {"dimensions": [8, 8, 8], "blockSize": [4, 4, 4], "dataType": "uint8",
+                         "compression": {"type": "gzip"}}}
+    ts.open(spec, create=True).result().write(np.full((8, 8, 8), 5, np.uint8)).result()
+    volume = open_volume(f"{tmp_path}/d.n5/raw")
+    assert (volume.read() == 5).all() and bulk.started
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            refused = 0
+            for attempt in (volume.read, lambda: open_volume(f"{tmp_path}/d.n5/raw")):
+                try:
+                    attempt()
+                except VolumeError as e:
+                    refused += "d.n5/raw" in str(e) and "forked" in str(e)
+            status = 0 if refused == 2 else 3
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status}"
+    assert (volume.read() == 5).all()

@@ -171,7 +171,7 @@ def row(result: dict) -> dict:
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="grow the volume (voxels)")
-    parser.add_argument("--repeats", type=int, default=5, help="runs of each measurement (median and spread)")
+    parser.add_argument("--repeats", type=int, default=9, help="runs of each measurement (median and spread)")
     args = parser.parse_args()
     edge = CHUNK * max(1, round(3 * args.scale ** (1 / 3)))  # 192³ at scale 1: 27 chunks
     with tempfile.TemporaryDirectory() as root:

@@ -199,6 +199,9 @@ class Volume:
         ``ALFINE_TENSORSTORE=0``, tensorstore cannot serve it or this process was forked from one that used
         tensorstore; else the array (zarr-python). Chosen on first use, and again after a fork."""
         if self.__dict__.get("_io_process") is not bulk.process:
+            if bulk.forked and hasattr(self.array, "read"):  # N5, read through tensorstore alone
+                raise VolumeError(f"{self.url.url}: N5 is read through tensorstore, which aborts a process forked "
+                                  "from one that used it (this one): read it without forked workers or convert it")
             view = None
             if bulk.enabled() and not hasattr(self.array, "read"):
                 view = bulk.open_bulk(self.url, self.array, self.writable)
