@@ -17,7 +17,9 @@ positions, off the chunk grid (each reads parts of up to 8 chunks: a blockwise w
 context, a trainer's random crop), as many as there are chunks. Each measurement is repeated
 ``--repeats`` times on a shared machine, the clients taking turns at every call: a row gives alfine's
 median MB/s (uncompressed bytes) with its min–max (and the median with ``ALFINE_TENSORSTORE=0``), the
-medians of both references, and alfine (default) over the faster reference (goal ≥ 0.9). Alfine's own
+medians of both references, and alfine (default) over the faster reference (goal ≥ 0.9). As the
+load of others moves each median by tens of per cent, a row also gives the median over all calls of
+the faster reference's time over alfine's at the same call ("per call"), less moved by it. Alfine's own
 time per call (a world region turned into the array's index, the I/O chosen; no voxels moved) is
 timed apart and shown in the rows of single chunks.
 Every read is checked to equal the data. Run: ``.venv/bin/python tests/benchmarks/bench_volumes.py
@@ -89,21 +91,21 @@ def _clients(url: str, path: str) -> dict:
     }
 
 
-def _run_once(clients: dict, order: tuple[str, ...], op: str, parts, data: np.ndarray) -> dict[str, float]:
-    """Seconds each client in ``order`` takes to ``op`` (read or write) every part, the clients taking turns at
-    each part (so that the load of others on a shared machine falls on all alike); reads are checked against
-    ``data``."""
-    seconds = dict.fromkeys(order, 0.0)
+def _run_once(clients: dict, order: tuple[str, ...], op: str, parts, data: np.ndarray) -> dict[str, list[float]]:
+    """Seconds each client in ``order`` takes for each call, to ``op`` (read or write) every part, the clients
+    taking turns at each part (so that the load of others on a shared machine falls on all alike); reads are
+    checked against ``data``."""
+    seconds: dict[str, list[float]] = {c: [] for c in order}
     for slices in parts:
         for client in order:
             write, read = clients[client]
             began = time.perf_counter()
             if op == "write":
                 write(slices, data[slices])
-                seconds[client] += time.perf_counter() - began
+                seconds[client].append(time.perf_counter() - began)
                 continue
             result = read(slices)
-            seconds[client] += time.perf_counter() - began
+            seconds[client].append(time.perf_counter() - began)
             if not np.array_equal(result, data[slices]):
                 raise AssertionError(f"{client} read other voxels than were written at {slices}")
     return seconds
@@ -139,23 +141,28 @@ def measure(root: str, edge: int, repeats: int) -> list[dict]:
         clients = _clients(url, f"{root}/d.zarr")
         for pattern, parts, ops in patterns:
             for op in ops:
+                calls: dict[str, list[float]] = {c: [] for c in CLIENTS}  # seconds of every call, repeats in a row
                 seconds: dict[str, list[float]] = {c: [] for c in CLIENTS}
                 for repeat in range(repeats):
                     order = CLIENTS[repeat % len(CLIENTS):] + CLIENTS[:repeat % len(CLIENTS)]  # no fixed order
                     for client, spent in _run_once(clients, order, op, parts, data).items():
-                        seconds[client].append(spent)
+                        seconds[client].append(sum(spent))
+                        calls[client] += spent
                 nbytes = sum(data[p].nbytes for p in parts)
                 rates = {c: [nbytes / 1e6 / s for s in seconds[c]] for c in CLIENTS}
+                median = {c: round(statistics.median(rates[c]), 1) for c in CLIENTS}
+                faster = max(("zarr-python", "tensorstore"), key=lambda c: median[c])
                 results.append({"dtype": str(data.dtype), "pattern": pattern, "op": op, "calls": len(parts),
                                 "mb_per_s": {c: [round(r, 1) for r in rates[c]] for c in CLIENTS},
-                                "median": {c: round(statistics.median(rates[c]), 1) for c in CLIENTS},
+                                "median": median, "faster": faster,
+                                "paired": round(statistics.median(f / a for a, f in zip(calls["alfine"], calls[faster],
+                                                                                        strict=True)), 2),
                                 "own_us_per_call": _own_time(open_volume(url), parts)})
     return results
 
 
 def row(result: dict) -> dict:
-    median = result["median"]
-    faster = max(("zarr-python", "tensorstore"), key=lambda c: median[c])
+    median, faster = result["median"], result["faster"]
     rates = result["mb_per_s"]["alfine"]
     per_call = f"; alfine's own time {result['own_us_per_call']:.0f} µs a call"
     what = {"whole": f"{result['calls']} calls of the whole volume",
@@ -163,7 +170,8 @@ def row(result: dict) -> dict:
             "random": f"{result['calls']} calls of a 64³ block off the chunk grid"}[result["pattern"]]
     return {"name": f"volumes: {result['op']} {result['dtype']}, {what} (MB/s, median)",
             "alfine": f"{median['alfine']:.0f} MB/s ({min(rates):.0f}–{max(rates):.0f}); ALFINE_TENSORSTORE=0: "
-                      f"{median['alfine-zarr']:.0f}" + (per_call if result["pattern"] == "chunk" else ""),
+                      f"{median['alfine-zarr']:.0f}; per call {result['paired']:.2f}x the faster"
+                      + (per_call if result["pattern"] == "chunk" else ""),
             "reference": f"zarr-python {median['zarr-python']:.0f}, tensorstore {median['tensorstore']:.0f} MB/s",
             "ratio": round(median["alfine"] / median[faster], 2)}
 
