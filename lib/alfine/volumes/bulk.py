@@ -5,16 +5,19 @@ reads and writes voxels of an array zarr opened, through tensorstore's ``zarr`` 
 ``zarr3`` driver on the same store. It writes the same chunk files, byte for byte, as zarr-python with
 alfine's compressors, and reads what either wrote. Where tensorstore cannot serve an array (another
 fsspec protocol, an unsupported codec, tensorstore not installed), :func:`open_bulk` returns None and
-zarr-python does the I/O. Measured on 192³ volumes of 64³ chunks (``tests/benchmarks/bench_volumes.py``),
-tensorstore moves whole volumes and single chunks 1.2–3x as fast as zarr-python.
+zarr-python does the I/O. On 192³ volumes of 64³ chunks (``tests/benchmarks/bench_volumes.py``, 2 cores)
+tensorstore reads and writes whole volumes, single chunks and blocks off the chunk grid 1.3–2.7x as
+fast as zarr-python (uint8 and uint64), but for whole uint64 volumes, which both read about as fast;
+alfine's own time per call (region to index) is 5–21 µs.
 
 Forks: tensorstore aborts a forked child that uses it once the parent has (its thread pools cannot be
 forked); the child may do anything else, zarr-python I/O included. So a process forked from one that
 used tensorstore (the trainer's ``fork`` data loader workers, after the trainer read a volume) does
 its I/O through zarr-python: :func:`enabled` says False there, and a :class:`~alfine.volumes.Volume`
 opened before the fork drops its tensorstore view (:data:`process` changes at every fork). The bytes
-are the same either way. Processes started afresh (daisy's workers, job arrays, ``subprocess``,
-``spawn``/``forkserver`` multiprocessing) use tensorstore again.
+are the same either way. N5, which only tensorstore reads, is refused there in one line. Processes
+started afresh (daisy's workers, job arrays, ``subprocess``, ``spawn``/``forkserver``
+multiprocessing) use tensorstore again.
 
 Writes are not ``fsync``-ed (tensorstore's ``file_io_sync`` is off), as zarr-python's are not: a killed
 process loses nothing it wrote, a machine that loses power may.

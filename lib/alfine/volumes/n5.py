@@ -25,7 +25,7 @@ def open_n5(parsed: VolumeUrl):
     try:
         import tensorstore as ts
     except ImportError:
-        raise VolumeError(f"{parsed.url}: reading N5 needs tensorstore (pip install 'alfine[n5]')") from None
+        raise VolumeError(f"{parsed.url}: reading N5 needs tensorstore (pip install tensorstore)") from None
     if bulk.forked:
         raise VolumeError(f"{parsed.url}: N5 is read through tensorstore, which aborts a process forked from one that "
                           "used it (this one): read N5 before forking, without forked workers, or convert it to zarr")
