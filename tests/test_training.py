@@ -167,6 +167,22 @@ def test_loader_workers_do_not_keep_the_run_locked(data, tmp_path):
     assert train(run, str(tmp_path / "run"), device="cpu", iterations=4)["started_at"] == 2
 
 
+def test_loader_workers_forked_after_tensorstore_train_as_the_process_alone(data, tmp_path):
+    """Workers forked from a process that used tensorstore (which would abort them) read through zarr-python:
+    the same batches, so the same losses, as without workers."""
+    from alfine.volumes import bulk, open_volume
+
+    open_volume(f"{data}/d.zarr/raw").read()
+    assert bulk.started and bulk.enabled()  # tensorstore's threads run in this process: workers inherit them
+    losses = {}
+    for workers in (0, 2):
+        run = _run(data, iterations=3, checkpoint_interval=3, trainer={"num_workers": workers})
+        train(run, str(tmp_path / f"run{workers}"), device="cpu")
+        losses[workers] = [s["loss"] for s in RunDirectory(str(tmp_path / f"run{workers}")).read_stats()]
+    assert len(losses[0]) == 3
+    np.testing.assert_allclose(losses[2], losses[0], rtol=1e-6)
+
+
 def test_crops_reach_past_the_volume_as_inference_reads_it(data):
     """By default a crop may reach past the data as far as lets its output touch the faces (without
     augmentation the input then reaches the network's context, 8 voxels, past them): raw there is the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from ..errors import VolumeError
+from . import bulk
 from .urls import VolumeUrl
 
 
@@ -24,8 +25,12 @@ def open_n5(parsed: VolumeUrl):
     try:
         import tensorstore as ts
     except ImportError:
-        raise VolumeError(f"{parsed.url}: reading N5 needs tensorstore (pip install 'alfine[n5]')") from None
+        raise VolumeError(f"{parsed.url}: reading N5 needs tensorstore (pip install tensorstore)") from None
+    if bulk.forked:
+        raise VolumeError(f"{parsed.url}: N5 is read through tensorstore, which aborts a process forked from one that "
+                          "used it (this one): read N5 before forking, without forked workers, or convert it to zarr")
     spec = {"driver": "n5", "kvstore": _kvstore(parsed), "path": parsed.path}
+    bulk.start()  # a process forked after this must not use tensorstore (zarr arrays: .bulk's zarr-python)
     try:
         store = ts.open(spec, open=True, read=True).result()
     except Exception as e:

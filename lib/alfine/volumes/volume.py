@@ -15,6 +15,7 @@ from funlib.geometry import Coordinate, Roi
 
 from ..errors import VolumeError
 from ..geometry import check_aligned, format_roi, voxel_slices
+from . import bulk
 from . import metadata as md
 from .urls import VolumeUrl, parse_volume_url
 
@@ -101,6 +102,16 @@ class Volume:
     def _voxel_slices(self, roi: Roi) -> tuple[slice, ...]:
         return voxel_slices(roi, self.offset, self.voxel_size)
 
+    def _index(self, roi: Roi) -> tuple[tuple[slice, ...], bool]:
+        """The array index of ``roi`` (channels whole) and whether it lies inside the volume; a region off the
+        voxel grid is refused. Plain integers: this runs on every read and write."""
+        check_aligned(roi, self.voxel_size, self.offset, self.url.url)
+        spatial = tuple(slice((b - o) // v, (b - o + s) // v) for b, s, o, v in
+                        zip(roi.begin, roi.shape, self.offset, self.voxel_size, strict=True))
+        channels = self.geometry.channel_dims
+        inside = all(0 <= i.start <= i.stop <= n for i, n in zip(spatial, self.shape[channels:], strict=True))
+        return (slice(None),) * channels + spatial, inside
+
     def read(self, roi: Roi | None = None, fill_value: float | None = None) -> np.ndarray:
         """The voxels of ``roi`` (default: all), channels first.
 
@@ -108,18 +119,18 @@ class Volume:
         refused. A region off the voxel grid is refused.
         """
         roi = self.roi if roi is None else roi
-        check_aligned(roi, self.voxel_size, self.offset, self.url.url)
-        inside = roi.intersect(self.roi)
-        channels = (slice(None),) * self.geometry.channel_dims
-        if inside == roi:
-            return self._values(np.asarray(self._get(channels + self._voxel_slices(roi))))
+        index, inside = self._index(roi)
+        if inside:
+            return self._values(np.asarray(self._get(index)))
         if fill_value is None:
             raise VolumeError(
                 f"{self.url.url}: region {format_roi(roi)} reaches outside the volume {format_roi(self.roi)}"
             )
+        inside = roi.intersect(self.roi)
         dtype = np.float32 if self.scale else self.dtype
         out = np.full(self.channel_shape + tuple(roi.shape / self.voxel_size), fill_value, dtype=dtype)
         if not inside.empty:
+            channels = (slice(None),) * self.geometry.channel_dims
             target = voxel_slices(inside, roi.begin, self.voxel_size)
             out[channels + target] = self._values(np.asarray(self._get(channels + self._voxel_slices(inside))))
         return out
@@ -163,16 +174,14 @@ class Volume:
         """Store ``data`` (channels first, the shape of ``roi`` in voxels) at ``roi``."""
         if not self.writable:
             raise VolumeError(f"{self.url.url}: volume is open read-only")
-        check_aligned(roi, self.voxel_size, self.offset, self.url.url)
-        if not self.roi.contains(roi):
+        index, inside = self._index(roi)
+        if not inside:
             raise VolumeError(f"{self.url.url}: region {format_roi(roi)} is outside the volume {format_roi(self.roi)}")
-        expected = self.channel_shape + tuple(roi.shape / self.voxel_size)
+        expected = self.channel_shape + tuple(i.stop - i.start for i in index[self.geometry.channel_dims:])
         if tuple(data.shape) != expected:
             raise VolumeError(
                 f"{self.url.url}: data of shape {data.shape} for region {format_roi(roi)} needs shape {expected}"
             )
-        channels = (slice(None),) * self.geometry.channel_dims
-        index = channels + self._voxel_slices(roi)
         target = self._io()
         if hasattr(target, "write"):  # tensorstore
             target[index].write(self._stored(data)).result()
@@ -186,16 +195,22 @@ class Volume:
         return source[index]
 
     def _io(self) -> Any:
-        """What reads and writes the voxels: the array, or tensorstore's view of it where ``ALFINE_TENSORSTORE``
-        asks for that (:mod:`.bulk`); chosen on first use."""
-        if "_io_view" not in self.__dict__:
-            from . import bulk
-
+        """What reads and writes the voxels: tensorstore's view of the array (:mod:`.bulk`) unless
+        ``ALFINE_TENSORSTORE=0``, tensorstore cannot serve it or this process was forked from one that used
+        tensorstore; else the array (zarr-python). Chosen on first use, and again after a fork."""
+        if self.__dict__.get("_io_process") is not bulk.process:
+            if bulk.forked and hasattr(self.array, "read"):  # N5, read through tensorstore alone
+                raise VolumeError(f"{self.url.url}: N5 is read through tensorstore, which aborts a process forked "
+                                  "from one that used it (this one): read it without forked workers or convert it")
             view = None
             if bulk.enabled() and not hasattr(self.array, "read"):
                 view = bulk.open_bulk(self.url, self.array, self.writable)
-            self._io_view = self.array if view is None else view
+            self._io_view, self._io_process = (self.array if view is None else view), bulk.process
         return self._io_view
+
+    def __getstate__(self) -> dict:
+        """Pickled without the I/O view: the receiving process chooses its own."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_io_view", "_io_process")}
 
 
 # -- opening ----------------------------------------------------------------------------
