@@ -236,5 +236,6 @@ def test_blocks_run_in_threads_only_for_registry_methods_that_say_so():
         return PostprocessBlock("in.zarr/p", "out.zarr/s", method, {}, None, None, True, 512, "[0:8,0:8,0:8]", False)
 
     assert block_function("connected_components").threads and block_function("threshold").threads
-    assert not block_function("watershed").threads and not block_function("mutex_watershed").threads
+    assert block_function("watershed").threads  # skimage floods without the GIL
+    assert not block_function("mutex_watershed").threads and not block_function("agglomerate").threads
     assert not block_function("my_post.py:segment").threads  # a user's function: worker processes
