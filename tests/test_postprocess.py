@@ -610,3 +610,26 @@ def test_postprocess_block_help_lists_every_method_with_its_parameters_and_defau
     for name, method in METHODS.items():
         for parameter, default in method.defaults.items():
             assert (parameter if default is REQUIRED else f"{parameter}={default!r}") in lines[name], (name, parameter)
+
+
+@pytest.mark.parametrize("shape, connectivities", [((7, 23, 19), (6, 18, 26)), ((31, 29), (4, 8))])
+def test_connected_components_number_objects_in_order_of_first_voxel(shape, connectivities):
+    """The labels are scipy.ndimage.label's exactly (1..n in C order of each object's first voxel), with and
+    without min_size: postprocess-block relies on that order and does not renumber them."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(11)
+    for share in (0.3, 0.6):
+        prediction = rng.random((1, *shape)).astype(np.float32)
+        for connectivity in connectivities:
+            structure = ndimage.generate_binary_structure(len(shape), 1 if connectivity in (4, 6) else
+                                                          2 if connectivity == 18 else len(shape))
+            expected, _ = ndimage.label(prediction[0] > share, structure)
+            labels = connected_components(prediction, threshold=share, connectivity=connectivity)
+            assert labels.dtype == np.uint64
+            np.testing.assert_array_equal(labels, expected)
+            kept = connected_components(prediction, threshold=share, connectivity=connectivity, min_size=2)
+            sizes = np.bincount(expected.ravel())
+            np.testing.assert_array_equal(kept != 0, (expected != 0) & (sizes[expected] >= 2))
+            np.testing.assert_array_equal(np.unique(kept[kept != 0], return_index=True)[0],
+                                          np.arange(1, kept.max() + 1))

@@ -169,3 +169,37 @@ def test_listings_and_summaries_name_the_unit_of_every_shape(capsys, tmp_path):
                                         "--block-shape", "8,16,16", workers=1)
     for summary in (first, second):
         assert {k: summary[k] for k in expected} == expected and "block_shape" not in summary
+
+
+def _zarray(array_dir) -> dict:
+    return json.loads((array_dir / "s0" / ".zarray").read_text())
+
+
+def test_fragments_default_to_lz4_and_the_final_segmentation_keeps_zstd(capsys, tmp_path, monkeypatch):
+    """Instance labels (an intermediate relabel reads once) are stored with blosc lz4 unless --compression says
+    otherwise, one chunk a default block unless --chunk-shape says otherwise; class maps and relabel's output keep
+    zstd and the input's chunks; every choice reads back the same labels."""
+    monkeypatch.chdir(tmp_path)
+    prediction = np.random.default_rng(3).random((24, 24, 24)).astype(np.float32)
+    write(f"{tmp_path}/d.zarr/pred", prediction, (1, 1, 1), (0, 0, 0), (8, 8, 8))
+    common = ["--input", f"{tmp_path}/d.zarr/pred", "--method", "connected_components"]
+    code, captured = run(postprocess, capsys, *common, "--output", f"{tmp_path}/s.zarr/fragments")
+    assert code == 0, captured.err
+    code, captured = run(postprocess, capsys, *common, "--output", f"{tmp_path}/s.zarr/zstd", "--compression", "zstd",
+                         "--chunk-shape", "8,8,8")
+    assert code == 0, captured.err
+    code, captured = run(postprocess, capsys, "--input", f"{tmp_path}/d.zarr/pred", "--output",
+                         f"{tmp_path}/s.zarr/mask", "--method", "threshold")
+    assert code == 0, captured.err
+    code, captured = run(relabel, capsys, "--input", f"{tmp_path}/s.zarr/fragments", "--output",
+                         f"{tmp_path}/s.zarr/segmentation")
+    assert code == 0, captured.err
+    found = {name: _zarray(tmp_path / "s.zarr" / name) for name in ("fragments", "zstd", "mask", "segmentation")}
+    assert {name: (z["compressor"]["cname"], z["chunks"]) for name, z in found.items()} == {
+        "fragments": ("lz4", [24, 24, 24]), "zstd": ("zstd", [8, 8, 8]), "mask": ("zstd", [1, 8, 8, 8]),
+        "segmentation": ("zstd", [24, 24, 24])}
+    np.testing.assert_array_equal(open_volume(f"{tmp_path}/s.zarr/fragments").read(),
+                                  open_volume(f"{tmp_path}/s.zarr/zstd").read())
+    from test_relabel import components
+
+    assert_same_partition(open_volume(f"{tmp_path}/s.zarr/segmentation").read(), components(prediction > 0.5, 6))

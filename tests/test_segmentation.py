@@ -82,6 +82,26 @@ def test_join_gives_the_smallest_id_of_each_component():
     assert join(np.zeros(0, np.uint64), np.zeros((0, 2), np.uint64)).tolist() == []
 
 
+def test_join_equals_the_components_of_the_pair_graph():
+    """Random graphs (chains in shuffled order among them) against scipy's connected components of the graph."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        ids = np.unique(rng.integers(0, 2**63, int(rng.integers(1, 300)), dtype=np.uint64))
+        if trial % 3 == 0:  # one long chain visited in a random order: many rounds for a naive propagation
+            order = rng.permutation(len(ids))
+            pairs = np.stack([ids[order[:-1]], ids[order[1:]]], axis=1)
+        else:
+            pairs = ids[rng.integers(0, len(ids), (int(rng.integers(0, 2 * len(ids) + 1)), 2))]
+        nodes = np.searchsorted(ids, pairs)
+        graph = coo_matrix((np.ones(len(pairs)), (nodes[:, 0], nodes[:, 1])), shape=(len(ids), len(ids)))
+        _, component = connected_components(graph, directed=False)
+        smallest = {c: ids[component == c].min() for c in np.unique(component)}
+        assert join(ids, pairs).tolist() == [smallest[c] for c in component]
+
+
 def test_numbering_is_consecutive_with_global_sizes():
     records = {
         0: {"ids": np.array([1, 2, 3]), "counts": np.array([4, 1, 2]), "face": np.array([2, 3]),
@@ -216,5 +236,6 @@ def test_blocks_run_in_threads_only_for_registry_methods_that_say_so():
         return PostprocessBlock("in.zarr/p", "out.zarr/s", method, {}, None, None, True, 512, "[0:8,0:8,0:8]", False)
 
     assert block_function("connected_components").threads and block_function("threshold").threads
-    assert not block_function("watershed").threads and not block_function("mutex_watershed").threads
+    assert block_function("watershed").threads  # skimage floods without the GIL
+    assert not block_function("mutex_watershed").threads and not block_function("agglomerate").threads
     assert not block_function("my_post.py:segment").threads  # a user's function: worker processes

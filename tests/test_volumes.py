@@ -289,6 +289,17 @@ def test_zstd_compression_is_the_default(tmp_path):
     assert meta["dimension_separator"] == "/"
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_lz4_compression_round_trips(tmp_path, zarr_format):
+    roi = Roi((0, 0, 0), (8, 8, 8))
+    data = np.random.default_rng(0).integers(0, 2**40, (8, 8, 8), dtype=np.uint64)
+    prepare_volume(f"{tmp_path}/a.zarr/x", roi, (1, 1, 1), "uint64", (4, 4, 4), zarr_format=zarr_format,
+                   compression="lz4").write(roi, data)
+    np.testing.assert_array_equal(open_volume(f"{tmp_path}/a.zarr/x").read(), data)
+    array = zarr.open_array(f"{tmp_path}/a.zarr/x/s0", mode="r")
+    assert [getattr(c, "cname", None) for c in array.compressors] in (["lz4"], [zarr.codecs.BloscCname.lz4])
+
+
 def test_geometry_default_marks_channels():
     assert Geometry.default(4).axis_names == ("c^", "z", "y", "x")
     assert Geometry.default(5, 3).axis_names == ("c0^", "c1^", "z", "y", "x")

@@ -143,8 +143,8 @@ def shards() -> Any:
                 metavar="Z,Y,X", parse=positive_ints)
 
 
-def compression() -> Any:
-    return flag("zstd", "compression of created arrays", choices=["zstd", "gzip", "none"])
+def compression(help: str = "compression of created arrays", default: Any = "zstd") -> Any:
+    return flag(default, help, choices=["zstd", "lz4", "gzip", "none"])
 
 
 def seed(default: int = 0) -> Any:

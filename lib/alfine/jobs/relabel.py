@@ -22,7 +22,7 @@ from ..blockwise import (
 from ..blockwise import contract as blockwise
 from ..errors import UserError
 from ..geometry import format_roi, parse_roi
-from ..segmentation import records, unionfind
+from ..segmentation import records
 from ..segmentation.numbering import number_objects
 from ..segmentation.per_block import ATTRIBUTE
 from ..segmentation.relabel import FACES_IN_PROCESS, FacesOfBlock, WriteBlock, step_markers, work_url
@@ -44,7 +44,6 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
     layout = BlockLayout(roi, block_shape * source.voxel_size, Coordinate((0,) * roi.dims))
     if request.list_blocks:
         return blockwise.print_blocks(layout, source.voxel_size)
-    unionfind.import_in_background()  # the numbering's, while the output is prepared and the faces step runs
     join = (info or {}).get("join") or {"rule": "adjacency", "connectivity": 4 if roi.dims == 2 else 6}
     if min_size is not None and not min_size >= 0:
         raise UserError(f"--min-size {min_size:g}: expected a number of voxels, 0 or more")

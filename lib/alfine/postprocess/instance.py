@@ -17,10 +17,12 @@ WATERSHED_KINDS = ("distance", "boundary")
 
 
 def label_components(mask: np.ndarray, connectivity: int | None = None) -> np.ndarray:
-    """uint64 connected components (1..n) of the nonzero voxels of ``mask``; face connectivity by default."""
+    """uint64 connected components of the nonzero voxels of ``mask``, numbered 1..n in the C order of their first
+    voxel (cc3d's numbering); face connectivity by default."""
     connectivity = check_connectivity(connectivity, mask.ndim)
     # uint8, not bool: cc3d 4.1.1 labels some background voxels of 2D bool masks with 8-connectivity
-    foreground = np.ascontiguousarray(mask != 0).view(np.uint8)
+    foreground = (mask if mask.dtype == bool else mask != 0).view(np.uint8)
+    foreground = np.ascontiguousarray(foreground)
     return cc3d.connected_components(foreground, connectivity=connectivity, out_dtype=np.uint64)
 
 
@@ -35,7 +37,10 @@ def connected_components(
 
     ``connectivity``: 6, 18 or 26 in 3D, 4 or 8 in 2D; None means face neighbours (6 in 3D, 4 in 2D).
     """
-    return finish_instances(label_components(select_channel(prediction, channel) > threshold, connectivity), min_size)
+    labels = label_components(select_channel(prediction, channel) > threshold, connectivity)
+    if isinstance(min_size, (int, np.integer)) and not isinstance(min_size, bool) and 0 <= min_size <= 1:
+        return labels  # nothing to remove, and cc3d numbers 1..n in C order of first appearance already
+    return finish_instances(labels, min_size)
 
 
 def watershed(

@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import UserError
 from ..geometry import voxel_slices
 from . import records
+from .opened import OpensVolumes
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,9 @@ def apply(method: str, prediction: np.ndarray, params: dict, offsets: list | Non
 
 
 @dataclass
-class PostprocessBlock:
-    """The block function of postprocess-block (picklable: plain values and URLs only)."""
+class PostprocessBlock(OpensVolumes):
+    """The block function of postprocess-block (picklable: plain values and URLs only; the volumes are opened
+    once per process)."""
 
     input: str
     output: str
@@ -109,9 +111,7 @@ class PostprocessBlock:
         return not is_user_function(self.method) and METHODS[self.method].threads
 
     def __call__(self, block) -> None:
-        from ..volumes import open_volume
-
-        source = open_volume(self.input)
+        source = self.volume(self.input)
         read_roi = block.read_roi.intersect(source.roi)  # at the volume's border, what a whole-volume run sees
         prediction = prediction_of(source.read(read_roi), source.geometry.channel_dims, self.channels)
         result = apply(self.method, prediction, self.params, self.offsets)
@@ -120,7 +120,7 @@ class PostprocessBlock:
             raise UserError(f"{self.method} returned shape {result.shape} for a prediction of shape "
                              f"{prediction.shape}; expected the spatial shape {spatial}")
         crop = voxel_slices(block.write_roi, read_roi.begin, source.voxel_size)
-        output = open_volume(self.output, mode="r+")
+        output = self.volume(self.output, mode="r+")
         if not self.instances:
             output.write(block.write_roi, result[(slice(None),) * (result.ndim - len(spatial)) + crop])
             return

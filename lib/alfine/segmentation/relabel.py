@@ -37,6 +37,7 @@ from funlib.geometry import Coordinate, Roi
 
 from ..blockwise import BlockLayout
 from . import faces, records
+from .opened import OpensVolumes
 from .per_block import block_record_url, views_url
 
 log = logging.getLogger(__name__)
@@ -176,8 +177,8 @@ def _unique(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class WriteBlock:
-    """Step 3 for one block (picklable).
+class WriteBlock(OpensVolumes):
+    """Step 3 for one block (picklable; the volumes are opened once per process).
 
     In place (output = input) the block's old ids are overwritten, so a block written but not yet
     marked done must not be mapped again from its new ids. The block therefore keeps, in order:

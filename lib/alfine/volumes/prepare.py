@@ -34,22 +34,29 @@ ZSTD_LEVEL = 3
 for 128^3 synthetic labels) to a 14% larger file (1.8% vs 1.6% of the raw bytes)."""
 
 
+LZ4_LEVEL = 5
+"""blosc lz4 level (``compression="lz4"``): on uint64 labels of 64^3 about 4x faster to compress and 1.5x faster to
+decompress than zstd level 3, to files about 3x larger (1.2 vs 4-8 ms and 0.7 vs 1.1 ms a chunk; 6% vs 2% of
+the raw bytes): for intermediate volumes that are read once, such as postprocess-block's fragments."""
+
+
 def _compressor(name: str, zarr_format: int, dtype: np.dtype):
     if name not in COMPRESSIONS:
         raise VolumeError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
     if name == "none":
         return None
+    cname, level = ("lz4", LZ4_LEVEL) if name == "lz4" else ("zstd", ZSTD_LEVEL)
     if zarr_format == 2:
         import numcodecs
 
         if name == "gzip":
             return numcodecs.GZip(level=5)
-        return numcodecs.Blosc(cname="zstd", clevel=ZSTD_LEVEL, shuffle=numcodecs.Blosc.SHUFFLE)
+        return numcodecs.Blosc(cname=cname, clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)
     import zarr.codecs
 
     if name == "gzip":
         return zarr.codecs.GzipCodec(level=5)
-    return zarr.codecs.BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="shuffle", typesize=dtype.itemsize)
+    return zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle="shuffle", typesize=dtype.itemsize)
 
 
 def prepare_volume(

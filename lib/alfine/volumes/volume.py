@@ -21,7 +21,7 @@ from .urls import VolumeUrl, parse_volume_url
 
 log = logging.getLogger(__name__)
 
-COMPRESSIONS = ("zstd", "gzip", "none")
+COMPRESSIONS = ("zstd", "lz4", "gzip", "none")
 
 
 class Volume:
