@@ -94,8 +94,12 @@ class BlockLayout:
     def grid_shape(self) -> tuple[int, ...]:
         return tuple(-(-s // b) for s, b in zip(self.roi.shape, self.block_shape, strict=True))
 
-    def __len__(self) -> int:
+    @cached_property
+    def _count(self) -> int:
         return math.prod(self.grid_shape)
+
+    def __len__(self) -> int:
+        return self._count
 
     @cached_property
     def _ints(self) -> tuple[tuple[int, ...], ...]:
@@ -142,7 +146,7 @@ class BlockLayout:
         """The id of the block at grid position ``index`` (C order), or None outside the grid."""
         block_id = 0
         for i, n in zip(index, self.grid_shape, strict=True):
-            if not 0 <= i < n:
+            if i < 0 or i >= n:
                 return None
             block_id = block_id * n + i
         return block_id

@@ -37,6 +37,7 @@ class DaisyBlockFunction:
         self.markers_url = markers_url
         self.max_retries = max_retries
         self.daisy_numbers = daisy_numbers  # blocks' ids from daisy's numbers (daisy_ids), checked to agree
+        self._dims = len(layout.grid_shape)
         self._markers: DoneMarkers | None = None  # opened once per worker, not pickled
         self._checked = -math.inf  # when the stop record was last read
         self._stopped = False
@@ -47,7 +48,7 @@ class DaisyBlockFunction:
     def block_id(self, daisy_block) -> int:
         """The alfine id of a block daisy hands over."""
         if self.daisy_numbers:
-            block_id = self.layout.id_at(grid_index(daisy_block.block_id[1], len(self.layout.grid_shape)))
+            block_id = self.layout.id_at(grid_index(daisy_block.block_id[1], self._dims))
             if block_id is not None:
                 return block_id
         return self.layout.block_id_of(daisy_block.write_roi)
@@ -62,7 +63,7 @@ class DaisyBlockFunction:
         return self._stopped
 
     def __call__(self, daisy_block) -> None:
-        block = self.layout.block(self.block_id(daisy_block))
+        block = Block(self.block_id(daisy_block), self.layout)  # an id of the layout: no range check
         if self._markers is None:
             self._markers = DoneMarkers(self.markers_url, self.layout)
         if self._stop_recorded():
