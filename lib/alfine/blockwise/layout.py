@@ -146,7 +146,7 @@ class BlockLayout:
         """The id of the block at grid position ``index`` (C order), or None outside the grid."""
         block_id = 0
         for i, n in zip(index, self.grid_shape, strict=True):
-            if i < 0 or i >= n:
+            if not 0 <= i < n:
                 return None
             block_id = block_id * n + i
         return block_id

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import UserError
-from .daisy_ids import grid_index
+from .daisy_ids import id_of_region
 from .layout import Block, BlockLayout
 from .markers import DoneMarkers
 
@@ -36,8 +36,7 @@ class DaisyBlockFunction:
         self.process = process
         self.markers_url = markers_url
         self.max_retries = max_retries
-        self.daisy_numbers = daisy_numbers  # blocks' ids from daisy's numbers (daisy_ids), checked to agree
-        self._dims = len(layout.grid_shape)
+        self.daisy_numbers = daisy_numbers  # blocks' ids are daisy's numbers (daisy_ids), checked to agree
         self._markers: DoneMarkers | None = None  # opened once per worker, not pickled
         self._checked = -math.inf  # when the stop record was last read
         self._stopped = False
@@ -46,12 +45,8 @@ class DaisyBlockFunction:
         return {**self.__dict__, "_markers": None, "_checked": -math.inf, "_stopped": False}
 
     def block_id(self, daisy_block) -> int:
-        """The alfine id of a block daisy hands over."""
-        if self.daisy_numbers:
-            block_id = self.layout.id_at(grid_index(daisy_block.block_id[1], self._dims))
-            if block_id is not None:
-                return block_id
-        return self.layout.block_id_of(daisy_block.write_roi)
+        """The alfine id of a block daisy hands over (a block of :mod:`~alfine.blockwise.daisy_ids`' task)."""
+        return daisy_block.block_id[1] if self.daisy_numbers else id_of_region(daisy_block.write_roi)
 
     def _stop_recorded(self) -> bool:
         """Whether the job stops (read at most every STOP_CHECK seconds: blocks run after a stop are harmless,
