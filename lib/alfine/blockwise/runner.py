@@ -63,7 +63,7 @@ def run_blocks(
     check_request(layout, block_id, workers)
     markers.start()
     if launch.serving(name):  # a worker a launcher started: serve the scheduler's blocks, then end
-        served = launch.serve(DaisyBlockFunction(layout, process, markers.url, max_retries))
+        served = launch.serve(DaisyBlockFunction(layout, process, markers.url, max_retries, agrees(len(layout))))
         launch.record_end()  # the launcher that started this worker may return now
         log.info("worker processed %d block(s) of %s", served, name)
         raise SystemExit(0)

@@ -44,10 +44,6 @@ class DaisyBlockFunction:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_markers": None, "_checked": -math.inf, "_stopped": False}
 
-    def block_id(self, daisy_block) -> int:
-        """The alfine id of a block daisy hands over (a block of :mod:`~alfine.blockwise.daisy_ids`' task)."""
-        return daisy_block.block_id[1] if self.daisy_numbers else id_of_region(daisy_block.write_roi)
-
     def _stop_recorded(self) -> bool:
         """Whether the job stops (read at most every STOP_CHECK seconds: blocks run after a stop are harmless,
         their bad input stops them again, and small blocks do not pay a file read each)."""
@@ -58,7 +54,9 @@ class DaisyBlockFunction:
         return self._stopped
 
     def __call__(self, daisy_block) -> None:
-        block = Block(self.block_id(daisy_block), self.layout)  # an id of the layout: no range check
+        # daisy's block of the task of daisy_ids: its number is the block's id (checked to agree), else its region
+        block_id = daisy_block.block_id[1] if self.daisy_numbers else id_of_region(daisy_block.write_roi)
+        block = Block(block_id, self.layout)  # an id of the layout: no range check
         if self._markers is None:
             self._markers = DoneMarkers(self.markers_url, self.layout)
         if self._stop_recorded():
