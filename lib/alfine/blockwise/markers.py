@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 
 from ..errors import UserError
@@ -177,12 +177,15 @@ class DoneMarkers:
         """Record block ``block_id`` as finished, one of many this process finishes (call after its output is
         written): a line of this process's journal on a local disk, written within a tenth of a second or at
         :meth:`close` (see :mod:`~alfine.blockwise.journal`), else :meth:`mark`."""
+        self.recorder()(block_id)
+
+    def recorder(self) -> Callable[[int], None]:
+        """:meth:`append` as one function, for a worker to call for each block it finishes."""
         if self.local is None:
-            self.mark(block_id)
-            return
+            return self.mark
         if self._journal is None:
             self._journal = Journal(f"{self.local}/done")
-        self._journal.append(block_id)
+        return self._journal.append
 
     def close(self) -> None:
         """Write and close this process's journal (the next :meth:`append` opens it again)."""
