@@ -1,5 +1,7 @@
 """Blockwise processing: block ids and geometry, resuming, failures, one-block runs, daisy workers."""
 
+import os
+
 import numpy as np
 import pytest
 from funlib.geometry import Coordinate, Roi
@@ -160,6 +162,30 @@ def test_failing_blocks_raise_and_keep_the_rest(output, workers):
     np.testing.assert_array_equal(open_volume(output).read(), _expected(layout, skip={4, 9}))
     summary = run_blocks("ids", layout, WriteBlockId(output), markers, workers=workers)
     assert summary == {"blocks": 18, "processed": 2, "skipped": 16}
+    np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
+
+
+class FailsOnce(WriteBlockId):
+    """Fails the first attempt of each block in ``flaky`` (a file beside the output remembers it, across workers)."""
+
+    def __init__(self, url, flaky):
+        super().__init__(url)
+        self.flaky = set(flaky)
+
+    def __call__(self, block):
+        tried = f"{self.url.rpartition('/out.zarr')[0]}/tried-{block.id}"
+        if block.id in self.flaky and not os.path.exists(tried):
+            open(tried, "x").close()
+            raise OSError(f"block {block.id}: the disk hiccupped")
+        super().__call__(block)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_block_that_fails_once_is_retried_and_done(output, workers):
+    layout = _layout()
+    markers = DoneMarkers(markers_url_for(output), layout)
+    summary = run_blocks("ids", layout, FailsOnce(output, {2, 11}), markers, workers=workers, max_retries=1)
+    assert summary == {"blocks": 18, "processed": 18, "skipped": 0} and markers.done_ids() == set(range(18))
     np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
 
 

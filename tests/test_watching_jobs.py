@@ -55,6 +55,34 @@ def test_journals_and_single_markers_together_and_a_torn_last_line(tmp_path):
     assert markers.is_done(2) and markers.is_done(7) and not markers.is_done(3)
 
 
+JOURNALING = """
+import os, signal, sys, time
+from alfine.blockwise.journal import Journal
+journal = Journal(sys.argv[1])
+journal.append(0)  # the first id is written at once
+for block_id in range(1, 1000):  # the rest within a tenth of a second: held, written together
+    journal.append(block_id)
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+time.sleep(0.15)
+journal.append(1000)  # the journal was written more than a tenth of a second ago: written at once
+os.kill(os.getpid(), signal.SIGKILL) if sys.argv[2] == "kill-later" else None
+"""
+
+
+@pytest.mark.parametrize("end", ["exit", "kill", "kill-later"])
+def test_a_journal_writes_ids_in_batches_and_a_kill_loses_only_the_last_tenth_of_a_second(tmp_path, end):
+    subprocess.run([sys.executable, "-c", JOURNALING, str(tmp_path / "done"), end], check=end == "exit")
+    (journal,) = (tmp_path / "done").glob("*.ids")
+    lines = journal.read_text().split("\n")
+    assert lines[-1] == ""  # whole lines only
+    written = [int(line) for line in lines[:-1]]
+    if end == "kill":  # the ids held were lost (a re-run computes those blocks again), the first one was not
+        assert written == list(range(len(written))) and 1 <= len(written) < 1000
+    else:  # a process that ends normally writes what it held; a late id writes those held before it
+        assert written == list(range(1001))
+
+
 def test_a_whole_volume_run_writes_one_journal_per_process_and_a_rerun_skips_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # daisy's worker logs
     markers = DoneMarkers(f"{tmp_path}/m", layout(30))

@@ -7,7 +7,10 @@ workers, in the same run. Also alfine's one-process loop (``--workers 1``), whic
 scheduler. Each is measured ``--repeats`` times, interleaved (bare daisy, alfine, one process, again),
 so that load from other processes on a shared machine falls on all alike; the rows give the medians,
 and ``spread`` the lowest and highest ratio of one round. CPU time (of this process and its workers,
-which less depends on that load) is compared too: blocks per CPU-second.
+which less depends on that load) is compared too: blocks per CPU-second. alfine's modules are byte-compiled
+first, as ``pip install`` leaves them (the containers) and as daisy's are here: in an editable checkout with
+``PYTHONDONTWRITEBYTECODE`` set (these machines) each worker process would compile them from source again,
+some 15-20 ms a worker that an installed alfine does not pay.
 Run: ``.venv/bin/python tests/benchmarks/bench_scheduling.py [--scale S] [--repeats N]``.
 """
 
@@ -26,6 +29,15 @@ from funlib.geometry import Coordinate, Roi
 
 def nothing(block) -> None:
     """The block function: no work, so only scheduling is measured."""
+
+
+def byte_compile_alfine() -> None:
+    """Byte-compile alfine's modules into their ``__pycache__`` folders (see the module)."""
+    import compileall
+
+    import alfine
+
+    compileall.compile_dir(os.path.dirname(alfine.__file__), quiet=1)
 
 
 def cpu_seconds() -> float:
@@ -72,6 +84,7 @@ def main() -> dict:
     args = parser.parse_args()
     blocks = int(2000 * args.scale)
     rounds = []
+    byte_compile_alfine()
     with tempfile.TemporaryDirectory() as root:
         os.chdir(root)  # daisy's worker logs
         daisy_blocks_per_second(50, args.workers)  # imports and first worker starts, for both alike

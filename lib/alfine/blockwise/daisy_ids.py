@@ -1,68 +1,40 @@
-"""daisy's numbers of blocks and alfine's ids.
+"""The daisy task of a layout: its blocks as a row of N units, whose numbers are alfine's ids.
 
-daisy 2 numbers a block of a task by the Cantor number of its position in the block grid: for a grid
-index ``(i_0, ..., i_{n-1})`` with partial sums ``S_k = i_0 + ... + i_{k-1}``, the number is
-``sum over k = 1..n of C(S_k + k - 1, k)``. Reading that number costs nothing, where asking a daisy
-block for its write region builds a ``Roi`` (tens of microseconds, as much as daisy's own work per block
-when blocks are small), so a worker turns it back into the grid index. The numbering is daisy's, not a
-documented promise: :func:`agrees` checks it against daisy's own blocks before a run relies on it, and
-workers fall back to the write region where it does not hold.
+daisy schedules a layout's blocks as a one-axis task of ``len(layout)`` unit blocks (block ``i`` writes
+``[i, i + 1)``); the blocks' regions, reads and context are alfine's (:class:`~alfine.blockwise.layout.Block`),
+which daisy never needs: blocks are independent (no read/write conflicts), so their geometry plays no part
+in scheduling. daisy numbers the blocks of a one-axis task by their position (its number of the block at
+grid index ``(i,)`` is the Cantor number ``C(i, 1) = i``), so a worker reads a block's id off daisy's number,
+which costs nothing, where asking a daisy block for its region builds a ``Roi`` (tens of microseconds, as much
+as daisy's own work per block when blocks are small), and where turning a spatial grid's Cantor numbers back
+into grid positions took a few microseconds more a block. The numbering is daisy's, not a documented promise:
+:func:`agrees` checks it against daisy's own blocks before a run relies on it, and workers fall back to the
+block's region where it does not hold. Blocks go out in id order, the layout's C order.
 """
 
 from __future__ import annotations
 
-import math
 
-
-def daisy_number(index) -> int:
-    """daisy's number of the block at grid ``index`` (see the module)."""
-    total = partial = 0
-    for k, i in enumerate(index, start=1):
-        partial += i
-        total += math.comb(partial + k - 1, k)
-    return total
-
-
-def grid_index(number: int, dims: int) -> tuple[int, ...]:
-    """The grid index whose :func:`daisy_number` is ``number``."""
-    sums = []
-    rest = number
-    for k in range(dims, 0, -1):  # the largest partial sum S_k with C(S_k + k - 1, k) <= rest, last axis first
-        if k == 1:
-            s = rest
-        elif k == 2:  # the triangular root, exactly
-            s = (math.isqrt(8 * rest + 1) - 1) // 2
-        else:
-            s = int((math.factorial(k) * rest) ** (1 / k))
-            while s > 0 and math.comb(s + k - 1, k) > rest:
-                s -= 1
-            while math.comb(s + k, k) <= rest:
-                s += 1
-        rest -= math.comb(s + k - 1, k)
-        sums.append(s)
-    sums.reverse()
-    return tuple(b - a for a, b in zip([0, *sums[:-1]], sums, strict=True))
-
-
-def agrees(layout, total_roi) -> bool:
-    """Whether daisy numbers the blocks of ``layout`` (in a task over ``total_roi``: the layout's region grown
-    by its context) as :func:`daisy_number` says, checked on a few whole blocks against ``daisy.Block``. (A
-    ``daisy.Block`` made for a block cut at the region's end numbers it by its cut size, where the scheduler
-    numbers it by its grid position, so cut blocks are not asked; tests check them through the scheduler.)"""
+def task_rois(blocks: int):
+    """The total, read and write regions (``daisy.Roi``) of the task of ``blocks`` unit blocks."""
     import daisy
 
-    grid = layout.grid_shape
-    samples = sorted({0, 1, len(layout) // 2, len(layout) - 1} & set(range(len(layout))))
-    for block_id in samples:
-        block = layout.block(block_id)
-        if tuple(block.write_roi.shape) != tuple(layout.block_shape):
-            continue
-        index, rest = [], block_id
-        for n in reversed(grid):
-            rest, i = divmod(rest, n)
-            index.append(i)
-        index.reverse()
-        number = daisy.Block(total_roi, block.read_roi, block.write_roi).block_id[1]
-        if number != daisy_number(index) or grid_index(number, len(grid)) != tuple(index):
+    return daisy.Roi((0,), (blocks,)), daisy.Roi((0,), (1,)), daisy.Roi((0,), (1,))
+
+
+def id_of_region(write_roi) -> int:
+    """The id of the block whose daisy region is ``write_roi`` (the fallback of :func:`agrees`)."""
+    return int(write_roi.begin[0])
+
+
+def agrees(blocks: int) -> bool:
+    """Whether daisy numbers the unit blocks of a task of ``blocks`` by their position, checked on a few blocks
+    against ``daisy.Block``."""
+    import daisy
+
+    total, _, _ = task_rois(blocks)
+    for block_id in sorted({0, 1, blocks // 2, blocks - 1} & set(range(blocks))):
+        region = daisy.Roi((block_id,), (1,))
+        if daisy.Block(total, region, region).block_id[1] != block_id:
             return False
     return True

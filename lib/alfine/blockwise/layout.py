@@ -94,8 +94,12 @@ class BlockLayout:
     def grid_shape(self) -> tuple[int, ...]:
         return tuple(-(-s // b) for s, b in zip(self.roi.shape, self.block_shape, strict=True))
 
-    def __len__(self) -> int:
+    @cached_property
+    def _count(self) -> int:
         return math.prod(self.grid_shape)
+
+    def __len__(self) -> int:
+        return self._count
 
     @cached_property
     def _ints(self) -> tuple[tuple[int, ...], ...]:

@@ -3,9 +3,10 @@
 A marker directory holds ``layout.json`` (the layout that started the output) and, under
 ``done/``, the finished blocks: an empty file named by its id for a block run alone
 (``--block-id``), and, for a process that runs many blocks (a whole-volume run's workers), one
-journal ``HOST-PID.ids`` to which each finished block's id is appended as one line the moment it
-is finished (on local disks; on object stores, which cannot append, one empty file per block). A
-killed process loses no finished block, and marking one costs one small write, not a new file.
+journal ``HOST-PID.ids`` to which finished blocks' ids are appended as lines
+(:mod:`~alfine.blockwise.journal`: on local disks; on object stores, which cannot append, one empty
+file per block). A killed process loses at most the records of the blocks it finished in its last
+tenth of a second, which a re-run computes again, and marking a block costs no new file.
 Re-running with the same layout skips finished blocks; a different layout is refused rather than
 mixed. Where the output records a creation token (``alfine_created``, new each time the array is
 created), ``output`` holds the token the markers belong to: markers of an array since deleted and
@@ -19,13 +20,13 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 
 from ..errors import UserError
+from .journal import JOURNAL, Journal, journal_ids
 from .layout import BlockLayout
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class DoneMarkers:
         self.url = url.rstrip("/")
         self.layout = layout
         self.output_token = output_token
-        self._journal: int | None = None  # this process's journal, opened at its first append
+        self._journal: Journal | None = None  # this process's journal, made at its first append
 
     # -- storage: the local disk directly (no fsspec in a worker's path), else fsspec -----------
 
@@ -174,22 +175,22 @@ class DoneMarkers:
 
     def append(self, block_id: int) -> None:
         """Record block ``block_id`` as finished, one of many this process finishes (call after its output is
-        written): a line added to this process's journal on a local disk, at once (a kill loses nothing
-        recorded), else :meth:`mark`."""
+        written): a line of this process's journal on a local disk, written within a tenth of a second or at
+        :meth:`close` (see :mod:`~alfine.blockwise.journal`), else :meth:`mark`."""
+        self.recorder()(block_id)
+
+    def recorder(self) -> Callable[[int], None]:
+        """:meth:`append` as one function, for a worker to call for each block it finishes."""
         if self.local is None:
-            self.mark(block_id)
-            return
+            return self.mark
         if self._journal is None:
-            host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname())
-            os.makedirs(f"{self.local}/done", exist_ok=True)
-            self._journal = os.open(f"{self.local}/done/{host}-{os.getpid()}{JOURNAL}",
-                                    os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(self._journal, b"%d\n" % block_id)
+            self._journal = Journal(f"{self.local}/done")
+        return self._journal.append
 
     def close(self) -> None:
-        """Close this process's journal (the next :meth:`append` opens it again)."""
+        """Write and close this process's journal (the next :meth:`append` opens it again)."""
         if self._journal is not None:
-            os.close(self._journal)
+            self._journal.close()
             self._journal = None
 
     def is_done(self, block_id: int) -> bool:
@@ -251,16 +252,6 @@ class DoneMarkers:
         """Forget the ends recorded by an earlier run's launched workers (``workers/``; see
         :class:`~alfine.blockwise.launch.LaunchedWorker`), whose ids the next run's workers reuse."""
         self._remove("workers")
-
-
-JOURNAL = ".ids"
-"""The ending of a process's journal in ``done/``."""
-
-
-def journal_ids(data: bytes) -> set[int]:
-    """The block ids of a journal: its complete lines (a line being written when a process died is left out)."""
-    lines = data.split(b"\n")[:-1]
-    return {int(line) for line in lines if line.isdigit()}
 
 
 def markers_url_for(output_url: str) -> str:

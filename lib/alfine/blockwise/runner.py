@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from .. import progress
 from ..errors import BlocksFailed, UserError
 from . import launch
-from .daisy_ids import agrees
+from .daisy_ids import agrees, task_rois
 from .layout import Block, BlockLayout
 from .markers import DoneMarkers
 from .worker import DaisyBlockFunction
@@ -63,7 +63,7 @@ def run_blocks(
     check_request(layout, block_id, workers)
     markers.start()
     if launch.serving(name):  # a worker a launcher started: serve the scheduler's blocks, then end
-        served = launch.serve(DaisyBlockFunction(layout, process, markers.url, max_retries))
+        served = launch.serve(DaisyBlockFunction(layout, process, markers.url, max_retries, agrees(len(layout))))
         launch.record_end()  # the launcher that started this worker may return now
         log.info("worker processed %d block(s) of %s", served, name)
         raise SystemExit(0)
@@ -199,8 +199,9 @@ def _last_error(text: str, folder: str) -> str:
 
 
 def _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher=None) -> dict:
-    """All blocks not done on daisy: ``workers`` local processes, or workers started through ``launcher``
-    (which then listen on this host's address, not only on 127.0.0.1)."""
+    """All blocks not done on daisy (a task of unit blocks numbered by id: :mod:`~alfine.blockwise.daisy_ids`):
+    ``workers`` local processes, or workers started through ``launcher`` (which then listen on this host's
+    address, not only on 127.0.0.1)."""
     import daisy
 
     total = len(layout)
@@ -208,36 +209,32 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
     markers.clear_stop()
     markers.clear_failures()
     daisy.logging.set_log_basedir(folder)  # daisy's own worker output goes there, not to this terminal
-    total_roi = layout.roi.grow(layout.context, layout.context)
     if launcher:
         log.info("starting %d worker(s) with %r; their logs: %s", workers, launcher, folder)
         markers.clear_workers()
         function = launch.LaunchedWorker(launcher, launch.invocation(), folder, markers.url)
     else:
         log.debug("worker logs: %s", folder)
-        function = DaisyBlockFunction(layout, process, markers.url, max_retries, agrees(layout, total_roi))
+        function = DaisyBlockFunction(layout, process, markers.url, max_retries, agrees(total))
     skip = None  # numpy only where some blocks are done
     if done:
         import numpy as np
 
-        skip = np.zeros(layout.grid_shape, dtype=np.uint8)
-        skip.reshape(-1)[sorted(done)] = 1
+        skip = np.zeros(total, dtype=np.uint8)
+        skip[sorted(done)] = 1
     task = daisy.Task(
         name,
-        total_roi,
-        daisy.Roi((0,) * layout.roi.dims, layout.block_shape + layout.context * 2),
-        daisy.Roi(layout.context, layout.block_shape),
+        *task_rois(total),
         process_function=function,
         read_write_conflict=False,
-        fit="shrink",
         max_workers=workers,
         max_retries=max_retries,
         timeout=math.inf,
         skip_mask=skip,
         **({"max_worker_restarts": 2 * workers} if launcher else {}),  # a broken launcher fails fast
     )
-    if tuple(task.block_grid_shape) != layout.grid_shape:  # the ids of both must agree
-        raise RuntimeError(f"daisy's block grid {task.block_grid_shape} differs from alfine's {layout.grid_shape}")
+    if list(task.block_grid_shape) != [total]:  # the ids of both must agree
+        raise RuntimeError(f"daisy's block grid {task.block_grid_shape} differs from alfine's {total} blocks")
     watch = progress.observer(name)
     try:
         states = daisy.run_blockwise(task, multiprocessing=True, progress=watch, summary=False, return_states=True,
