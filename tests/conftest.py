@@ -81,6 +81,24 @@ def s3_bucket(s3_server, monkeypatch, request):
     s3fs.S3FileSystem.clear_instance_cache()
 
 
+@pytest.fixture(scope="session")
+def onnx_models(tmp_path_factory) -> dict:
+    """A run (inference_helpers.make_run: checkpoints 5 and 10) with checkpoint 10 exported with the architecture's
+    input shape (``fixed``) and checkpoint 5 with dynamic axes (``dynamic``). Torch's ONNX exporter takes seconds
+    a model, so the modules reading these (tests only read them) share one export: they are in the xdist group
+    inference_helpers.ONNX_MODELS."""
+    from inference_helpers import make_run
+
+    from alfine.jobs.export import export_model
+
+    root = tmp_path_factory.mktemp("onnx-models")
+    run = make_run(root)
+    export_model(run, 10, str(root / "fixed" / "model.onnx"))
+    export_model(run, 5, str(root / "dynamic" / "model.onnx"), dynamic=True)
+    return {"root": root, "run": run, "fixed": str(root / "fixed" / "model.onnx"),
+            "dynamic": str(root / "dynamic" / "model.onnx")}
+
+
 @pytest.fixture
 def http_root(tmp_path):
     """A directory served read-only over HTTP on 127.0.0.1; yields (directory, base URL)."""
