@@ -16,6 +16,22 @@ import pytest
 logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """``--dist loadgroup`` sends the tests of one ``xdist_group`` to one worker by a suffix ``@GROUP`` on their
+    node ids. pytest-xdist 3.8 writes it where pytest 9.2 no longer reads a node id (``_nodeid``; pytest reads
+    ``_id``), so without this the groups were silently spread over the workers like ungrouped tests (two Slurm
+    clusters, module fixtures made on both workers). Where the id has its suffix already, nothing changes."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                 for mark in item.iter_markers("xdist_group")}
+        suffix = "@" + "_".join(sorted(names))
+        if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = type(item._id).parse(item.nodeid + suffix)
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on 127.0.0.1; yields its endpoint URL."""
@@ -63,6 +79,24 @@ def s3_bucket(s3_server, monkeypatch, request):
     yield name
     fs.rm(name, recursive=True)
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def onnx_models(tmp_path_factory) -> dict:
+    """A run (inference_helpers.make_run: checkpoints 5 and 10) with checkpoint 10 exported with the architecture's
+    input shape (``fixed``) and checkpoint 5 with dynamic axes (``dynamic``). Torch's ONNX exporter takes seconds
+    a model, so the modules reading these (tests only read them) share one export: they are in the xdist group
+    inference_helpers.ONNX_MODELS."""
+    from inference_helpers import make_run
+
+    from alfine.jobs.export import export_model
+
+    root = tmp_path_factory.mktemp("onnx-models")
+    run = make_run(root)
+    export_model(run, 10, str(root / "fixed" / "model.onnx"))
+    export_model(run, 5, str(root / "dynamic" / "model.onnx"), dynamic=True)
+    return {"root": root, "run": run, "fixed": str(root / "fixed" / "model.onnx"),
+            "dynamic": str(root / "dynamic" / "model.onnx")}
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@ from alfine.volumes import open_volume, prepare_volume
 NORM = MinMax(min=-50, max=200)  # raw 0 (the fill outside the volume) normalises to -0.6: neither 0 nor clipped
 TASK = BinaryTask(classes={"a": 1, "b": 2})
 VOXEL_SIZE = (2, 1, 1)
+ONNX_MODELS = "onnx-models"
+"""The xdist group of the test modules reading conftest's ``onnx_models``: one worker runs them, so one export
+serves them all."""
 
 
 def unet(**fields) -> ArchitectureConfig:

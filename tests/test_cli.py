@@ -142,3 +142,23 @@ def test_torch_commands_say_so_where_torch_is_missing(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("alfine-train: error: this needs torch, which is not installed here (the slim "
                                      "image has no torch: use the full image, or an ONNX model for inference)")
+
+
+def test_s3_reads_are_one_request_unless_the_user_configured_s3fs(monkeypatch):
+    """The commands make s3fs read an object with one GET (no HEAD for its size first), as fsspec's default
+    for this process and its workers; a user's own FSSPEC_S3* setting is left as it is."""
+    import fsspec.config
+
+    from alfine.cli import runner
+
+    for key in [k for k in os.environ if k.startswith("FSSPEC_S3")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setitem(fsspec.config.conf, "s3", {})
+    monkeypatch.setenv("FSSPEC_S3_MAX_CONCURRENCY", "")  # restored (removed) after the test
+    monkeypatch.delenv("FSSPEC_S3_MAX_CONCURRENCY")
+    runner._object_store_defaults()
+    assert os.environ["FSSPEC_S3_MAX_CONCURRENCY"] == "1" and fsspec.config.conf["s3"] == {"max_concurrency": 1}
+    monkeypatch.setenv("FSSPEC_S3_MAX_CONCURRENCY", "4")
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"max_concurrency": 4})
+    runner._object_store_defaults()
+    assert os.environ["FSSPEC_S3_MAX_CONCURRENCY"] == "4" and fsspec.config.conf["s3"] == {"max_concurrency": 4}

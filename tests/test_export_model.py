@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
-from inference_helpers import TASK, make_run, unet
+from inference_helpers import ONNX_MODELS, TASK, make_run, unet
 
 from alfine.configs import to_dict
 from alfine.errors import UserError
@@ -20,19 +20,20 @@ from alfine_tools.export_model import main
 BIN = Path(sys.executable).parent
 
 
+pytestmark = pytest.mark.xdist_group(ONNX_MODELS)
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A run exported at iteration 10 with a fixed shape (by the command) and dynamically (in-process)."""
+def exported(tmp_path_factory, onnx_models):
+    """The shared run exported at iteration 10 with a fixed shape by the command, and (shared with the other ONNX
+    tests) at iteration 5 with dynamic axes."""
     root = tmp_path_factory.mktemp("export")
-    run = make_run(root)
+    run = onnx_models["run"]
     fixed = subprocess.run([str(BIN / "alfine-export-model"), "--run", run, "--iteration", "10", "--output",
                             str(root / "fixed" / "model.onnx"), "--input-shape", "28,20,24"],
                            capture_output=True, text=True, timeout=300)
     assert fixed.returncode == 0, fixed.stderr
-    from alfine.jobs.export import export_model
-
-    dynamic = export_model(run, 5, str(root / "dynamic" / "model.onnx"), dynamic=True)
-    return root, run, json.loads(fixed.stdout), dynamic
+    return root, run, json.loads(fixed.stdout), onnx_models["dynamic"]
 
 
 def test_fixed_export_writes_the_metadata_inside_and_beside(exported):
@@ -61,7 +62,7 @@ def test_fixed_export_writes_the_metadata_inside_and_beside(exported):
 
 
 def test_onnx_predictor_equals_torch_for_fixed_and_dynamic_graphs(exported):
-    root, run, _, _ = exported
+    root, run, _, path = exported
     rng = np.random.default_rng(3)
     fixed = OnnxSpec.from_metadata(str(root / "fixed" / "model.onnx"),
                                    read_metadata(str(root / "fixed" / "model.onnx")), "cpu")
@@ -70,7 +71,6 @@ def test_onnx_predictor_equals_torch_for_fixed_and_dynamic_graphs(exported):
     np.testing.assert_allclose(predictor_for(fixed)(x), torch10(x), atol=1e-5)
     with pytest.raises(UserError, match="the only valid size is 28"):
         predictor_for(fixed)(rng.uniform(-1, 1, (1, 20, 20, 20)).astype(np.float32))
-    path = str(root / "dynamic" / "model.onnx")
     dynamic = OnnxSpec.from_metadata(path, read_metadata(path), "cpu")
     torch5 = TorchPredictor(unet(), TASK, f"{run}/checkpoints/5.pt", "cpu")
     for shape in [(20, 20, 20), (28, 36, 20)]:

@@ -553,23 +553,31 @@ def test_background_only_gives_no_objects():
 
 
 @pytest.mark.parametrize("method, core", [("mutex_watershed", {"bias": -0.5}), ("agglomerate", {"threshold": 0.5})])
-def test_a_sweep_reuses_the_core_result_only_for_the_same_input(method, core):
-    """A sweep over min_fragment and fill reuses the method's core result, which equals a fresh one;
-    an array changed in place, or another core parameter, is computed anew."""
-    from alfine.postprocess import reuse
+def test_a_sweep_reuses_the_core_result_only_for_the_same_input(method, core, monkeypatch):
+    """A sweep over min_fragment and fill reuses the method's core result, and the merge of small fragments
+    across fills, which equal fresh ones; an array changed in place, or another core parameter, is computed anew."""
+    from alfine.postprocess import agglomeration, reuse
     from alfine.postprocess.registry import run as run_method
 
+    merges, merge_small = [], agglomeration._merge_small
+    monkeypatch.setattr(agglomeration, "_merge_small", lambda *args: merges.append(args[3]) or merge_small(*args))
     offsets = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
     affinities = affinities_from(cells_3d(), offsets)
     affinities += np.random.default_rng(4).normal(0, 0.3, affinities.shape).astype(affinities.dtype)
     affinities = np.clip(affinities, 0, 1).astype(np.float32)
     results = []
-    for tidy_params in ({}, {"min_fragment": 20, "fill": 0.0}, {"min_fragment": 5, "fill": 0.25}):
+    # (tidy parameters, the merges computed): min_fragment 20 with its second fill follows the fresh run with
+    # the first (below), whose merge it reuses
+    sweep = [({}, []), ({"min_fragment": 20, "fill": 0.0}, [20]), ({"min_fragment": 20, "fill": 0.25}, []),
+             ({"min_fragment": 5, "fill": 0.25}, [5])]
+    for tidy_params, computed in sweep:
+        merges.clear()
         results.append(run_method(method, affinities, {**core, **tidy_params}, offsets=offsets))
+        assert merges == computed, tidy_params
         reuse._LAST.clear()
         np.testing.assert_array_equal(results[-1], run_method(method, affinities, {**core, **tidy_params},
                                                               offsets=offsets))
-    assert not np.array_equal(results[0], results[1])
+    assert not np.array_equal(results[0], results[1]) and not np.array_equal(results[1], results[2])
     run_method(method, affinities, core, offsets=offsets)
     affinities[:, :4] = 0.0  # the same array object, other values: no stale result
     changed = run_method(method, affinities, core, offsets=offsets)

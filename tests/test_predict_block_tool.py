@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from funlib.geometry import Roi
-from inference_helpers import make_raw, make_run, unet, whole_prediction
+from inference_helpers import ONNX_MODELS, make_raw, unet, whole_prediction
 from markers_helpers import done_ids
 from ngff_helpers import validate_container
 
@@ -21,19 +21,19 @@ from alfine_tools.predict_block import main
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A run, its checkpoint 10 exported with a fixed 20³ input and with dynamic axes, and a raw volume whose
-    size is no multiple of the 4³ output blocks and whose offset is not 0."""
-    from alfine.jobs.export import export_model
+pytestmark = pytest.mark.xdist_group(ONNX_MODELS)
 
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, onnx_models):
+    """The shared run, its data and its exports (checkpoint 10 with a fixed 20³ input, checkpoint 5 with dynamic
+    axes), and a raw volume whose size is no multiple of the 4³ output blocks and whose offset is not 0."""
     root = tmp_path_factory.mktemp("predict")
-    run = make_run(root)
-    export_model(run, 10, str(root / "fixed" / "model.onnx"))
-    export_model(run, 10, str(root / "dynamic" / "model.onnx"), dynamic=True)
     raw = make_raw(f"{root}/in.zarr/raw", (13, 10, 9), offset=(6, -4, 3), seed=2)
-    return {"root": root, "run": run, "fixed": str(root / "fixed" / "model.onnx"),
-            "dynamic": str(root / "dynamic" / "model.onnx"), "raw": raw, "weights": f"{run}/checkpoints/10.pt"}
+    run = onnx_models["run"]
+    return {"root": root, "run": run, "fixed": onnx_models["fixed"], "dynamic": onnx_models["dynamic"], "raw": raw,
+            "weights": f"{run}/checkpoints/10.pt", "dynamic_weights": f"{run}/checkpoints/5.pt",
+            "data": f"{onnx_models['root']}/data.zarr"}
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +87,7 @@ def test_dynamic_models_take_a_block_shape_or_a_memory_budget(models, tmp_path, 
     assert code == 0, err
     assert summary["block_shape_voxels"] == [12, 8, 8] and summary["input_shape"] == [28, 24, 24]
     assert summary["blocks"] == 8
-    expected = whole_prediction(unet(), models["weights"], models["raw"], open_volume(out).roi)
+    expected = whole_prediction(unet(), models["dynamic_weights"], models["raw"], open_volume(out).roi)
     np.testing.assert_allclose(open_volume(out).read(), expected, atol=1e-5)
     assert type(validate_container(f"{tmp_path}/out.zarr")["pred"]).__name__ == "Image"  # OME-NGFF 0.4
     code, summary, err = predict(capsys, "--model", models["dynamic"], "--input", models["raw"], "--output",
@@ -147,13 +147,13 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(models, tmp_path, cap
     out = f"{tmp_path}/out.zarr/pred"
     cases = [(other, out, "has voxel size (1, 1, 1), the model"),
              (f"{tmp_path}/missing.zarr/raw", out, "missing.zarr/raw"),
-             (models["raw"], f"{models['root']}/data.zarr/raw", "exists with")]
+             (models["raw"], f"{models['data']}/raw", "exists with")]
     for raw, output, message in cases:
         code, _, err = predict(capsys, "--model", models["fixed"], "--input", raw, "--output", output)
         errors = [line for line in err.splitlines() if "error:" in line]
         assert code == 2 and len(errors) == 1 and message in errors[0], err
     assert not os.path.exists(f"{tmp_path}/out.zarr")
-    assert not os.path.exists(f"{models['root']}/data.zarr/.alfine-blocks")
+    assert not os.path.exists(f"{models['data']}/.alfine-blocks")
     code, _, err = predict(capsys, "--model", str(tmp_path / "nothing.onnx"), "--input", models["raw"], "--output", out)
     assert code == 2 and "no such model file" in err and not os.path.exists(f"{tmp_path}/out.zarr")
 

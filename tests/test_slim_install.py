@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inference_helpers import ONNX_MODELS
 
 from alfine.volumes import open_volume
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = Path(sys.executable).parent
 SLIM = ROOT / ".venv" / "slim"
+pytestmark = pytest.mark.xdist_group(ONNX_MODELS)
 INPUTS = [ROOT / "requirements" / "slim.txt", ROOT / "requirements" / "constraints.txt", ROOT / "pyproject.toml"]
 
 
@@ -43,19 +45,18 @@ def slim() -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """An exported ONNX model (made with torch, here) and a raw volume and labels for it."""
-    from inference_helpers import make_raw, make_run
+def exported(tmp_path_factory, onnx_models):
+    """An exported ONNX model (made with torch, here: the one the ONNX tests share) and a raw volume and labels
+    for it."""
+    from inference_helpers import make_raw
 
-    from alfine.jobs.export import export_model
-
-    root = tmp_path_factory.mktemp("slim")
-    run = make_run(root, iterations=(5,))
-    export_model(run, "5", str(root / "model.onnx"))
-    raw = make_raw(f"{root}/volume.zarr/raw", (24, 30, 28), seed=3)
-    labels = (open_volume(raw).read() > 128).astype(np.uint64)
     from alfine.volumes import prepare_volume
 
+    root = tmp_path_factory.mktemp("slim")
+    for name in ("model.onnx", "model.json"):
+        shutil.copy(Path(onnx_models["fixed"]).with_name(name), root / name)
+    raw = make_raw(f"{root}/volume.zarr/raw", (24, 30, 28), seed=3)
+    labels = (open_volume(raw).read() > 128).astype(np.uint64)
     volume = open_volume(raw)
     prepare_volume(f"{root}/volume.zarr/labels", volume.roi, volume.voxel_size, np.uint64, (8, 8, 8)).write(
         volume.roi, labels)

@@ -342,3 +342,42 @@ def test_http_is_read_only(http_root):
         open_volume(f"{base}/web.zarr/raw", mode="r+")
     with pytest.raises(VolumeError, match="cannot create"):
         prepare_volume(f"{base}/web.zarr/other", roi, VOXEL_SIZE, "uint8", (4, 4, 4))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_opening_on_s3_reads_each_metadata_object_once(s3_bucket, monkeypatch, zarr_format):
+    """An image group opens with a few requests (its metadata, then its level's in the format found), not one per
+    name zarr could probe; a level URL and a bare array open as well, to the same geometry and data."""
+    import s3fs
+
+    url = f"s3://{s3_bucket}/v{zarr_format}.zarr/raw"
+    roi = Roi(OFFSET, Coordinate(8, 8, 8) * Coordinate(VOXEL_SIZE))
+    data = _data((8, 8, 8))
+    prepare_volume(url, roi, VOXEL_SIZE, "uint16", (8, 8, 8), zarr_format=zarr_format).write(roi, data)
+    bare = zarr.create_array(f"s3://{s3_bucket}/v{zarr_format}.zarr/bare", shape=(3, 4, 5), dtype="uint8",
+                             zarr_format=zarr_format)
+    bare.attrs.update({"voxel_size": list(VOXEL_SIZE), "offset": list(OFFSET)})
+    import fsspec.config
+
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"max_concurrency": 1})  # what the commands set (cli.runner)
+    calls = []
+    real = s3fs.S3FileSystem._call_s3
+
+    async def counted(self, method, *args, **kwargs):
+        calls.append((method, kwargs.get("Key")))
+        return await real(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counted)
+    s3fs.S3FileSystem.clear_instance_cache()
+    for mode in ("r", "r+"):
+        del calls[:]
+        volume = open_volume(url, mode)
+        # format 2: zarr.json, .zgroup, .zattrs, .zmetadata of the image, then s0's .zarray and .zattrs;
+        # format 3: the image's four, then s0's zarr.json
+        assert len(calls) == (6 if zarr_format == 2 else 5), calls
+        _assert_geometry(volume)
+        np.testing.assert_array_equal(volume.read(), data)
+    level = open_volume(f"{url}/s0")
+    _assert_geometry(level)
+    np.testing.assert_array_equal(level.read(), data)
+    _assert_geometry(open_volume(f"s3://{s3_bucket}/v{zarr_format}.zarr/bare"))

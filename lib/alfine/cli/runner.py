@@ -78,6 +78,19 @@ def _catch_sigterm() -> None:
         pass
 
 
+def _object_store_defaults() -> None:
+    """S3 reads are one GET each: by default s3fs first asks an object's size (a HEAD, and a LIST where the
+    object is missing, as most of zarr's metadata probes are) to read objects over its 50 MiB block size as
+    concurrent ranges, a size chunks and metadata do not reach. Set as fsspec's default
+    (``FSSPEC_S3_MAX_CONCURRENCY``, which workers inherit), so that a user's own ``FSSPEC_S3*`` setting wins."""
+    if any(key.startswith("FSSPEC_S3") for key in os.environ):
+        return
+    os.environ["FSSPEC_S3_MAX_CONCURRENCY"] = "1"
+    config = sys.modules.get("fsspec.config")
+    if config is not None:  # fsspec read the environment already
+        config.conf.setdefault("s3", {}).setdefault("max_concurrency", 1)
+
+
 def _env_name(field: dataclasses.Field) -> str:
     return ENV_PREFIX + field.name.upper()
 
@@ -249,6 +262,7 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
                              "above 0")
         progress.set_enabled(not options.no_progress)
         progress.set_interval(options.progress_interval)
+        _object_store_defaults()
         started = time.perf_counter()
         _catch_sigterm()
         named, allow_any = _allowed_code(options_cls, options, given)

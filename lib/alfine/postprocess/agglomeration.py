@@ -98,7 +98,8 @@ def tidy(
        is background. A ``fill`` between 0 and the level at which the method left voxels at 0
        keeps the voxels whose affinities are all low as background.
 
-    Returns uint64 labels; the ids of segments kept whole are not renumbered.
+    Returns uint64 labels; the ids of segments kept whole are not renumbered. Step 1's result for the
+    latest inputs is kept (:mod:`.reuse`), so a sweep over ``fill`` merges once per ``min_fragment``.
     """
     labels = np.asarray(labels)
     min_fragment = _check_min_fragment(min_fragment)
@@ -111,7 +112,10 @@ def tidy(
     affinities, offsets = np.ascontiguousarray(affinities[channels]), offsets[channels]
     labels = np.array(labels, dtype=np.uint64)  # a copy: steps write into it
     if min_fragment > 1 and labels.any():
-        labels = _merge_small(labels, affinities, offsets, min_fragment)
+        # a sweep tries each min_fragment with every fill (fill varies fastest): the merge is shared
+        key = (digest(labels), digest(affinities), offsets.tobytes(), min_fragment)
+        labels = last_or_compute("merge_small", key,
+                                 lambda: _merge_small(labels, affinities, offsets, min_fragment))
     if fill is not None:
         seeds = _next_to_unlabelled(labels, offsets)
         # _grow follows edges above its threshold: the float64 just below fill admits those at fill (a numpy

@@ -14,6 +14,7 @@ batches do not depend on how many loader workers there are, or on where a run re
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -22,7 +23,7 @@ from funlib.geometry import Coordinate, Roi
 
 from ..datasplits import CropSampler, check_dataset, normalise
 from ..errors import UserError
-from ..volumes import open_volume
+from ..volumes import Volume, open_volume
 from .augment import Augmentation, AugmentConfig
 from .config import RunConfig
 
@@ -118,6 +119,14 @@ class SampleMaker:
         return CropSampler(datasets, self.shapes.needed_extent(self.run.trainer.augment),
                            min_masked=self.run.trainer.min_masked, label_shape=self.shapes.output_shape)
 
+    def _volume(self, url: str) -> Volume:
+        """The volume at ``url``, opened once in each process (a loader worker opens its own)."""
+        if self.__dict__.get("_opened_in") != os.getpid():
+            self._opened, self._opened_in = {}, os.getpid()
+        if url not in self._opened:
+            self._opened[url] = open_volume(url)
+        return self._opened[url]
+
     def prepare(self) -> SampleShapes:
         """Open and check the datasets and build the crop sampler now (before loader workers fork)."""
         _ = self._sampler
@@ -133,16 +142,17 @@ class SampleMaker:
         augmentation = Augmentation.draw(self.run.trainer.augment, rng, tuple(shapes.raw_voxel_size), centre=centre)
 
         raw_source = augmentation.source_roi(raw_roi, shapes.raw_voxel_size)
-        raw_volume = open_volume(dataset.raw)
-        raw = normalise(raw_volume.read_mirrored(raw_source), dataset.normalisation)
+        raw = normalise(self._volume(dataset.raw).read_mirrored(raw_source), dataset.normalisation)
         raw = augmentation.warp(raw, raw_source, raw_roi, shapes.raw_voxel_size, order=1)
         raw = augmentation.intensity(raw, rng).astype(np.float32)
         if raw.ndim == len(shapes.input_shape):
             raw = raw[np.newaxis]
 
         labels_source = augmentation.source_roi(labels_roi, shapes.label_voxel_size)
-        labels = open_volume(dataset.labels).read(labels_source, fill_value=0)
-        known = _known(labels_source, dataset, shapes.label_voxel_size)
+        labels_volume = self._volume(dataset.labels)
+        labels = labels_volume.read(labels_source, fill_value=0)
+        known = _known(labels_source, labels_volume, self._volume(dataset.mask) if dataset.mask else None,
+                       shapes.label_voxel_size)
         labels = augmentation.warp(labels, labels_source, labels_roi, shapes.label_voxel_size, order=0)
         known = augmentation.warp(known, labels_source, labels_roi, shapes.label_voxel_size, order=0) != 0
         if dataset.class_of_label:
@@ -159,11 +169,11 @@ class SampleMaker:
                 "raw_begin": np.asarray(raw_roi.begin)}
 
 
-def _known(roi: Roi, dataset, voxel_size: Coordinate) -> np.ndarray:
-    """Where labels are known within ``roi``: inside the labels volume, and in the mask if there is one."""
+def _known(roi: Roi, labels: Volume, mask: Volume | None, voxel_size: Coordinate) -> np.ndarray:
+    """Where labels are known within ``roi``: inside the ``labels`` volume, and in the ``mask`` if there is one."""
     from ..geometry import region_mask
 
-    known = region_mask(open_volume(dataset.labels).roi, roi, voxel_size)
-    if dataset.mask:
-        known &= open_volume(dataset.mask).read(roi, fill_value=0) != 0
+    known = region_mask(labels.roi, roi, voxel_size)
+    if mask is not None:
+        known &= mask.read(roi, fill_value=0) != 0
     return known.astype(np.uint8)

@@ -25,7 +25,7 @@ from ..geometry import check_aligned
 from . import metadata as md
 from . import ngff
 from .urls import VolumeUrl, parse_volume_url
-from .volume import COMPRESSIONS, Volume, exists, open_volume
+from .volume import COMPRESSIONS, Volume, open_volume
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,9 @@ def prepare_volume(
     # others wait for it (an OS lock in the container, locally) and reopen it.
     args = (url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape, zarr_format,
             compression, fill_value, overwrite, scale, label)
-    if not overwrite and exists(url):  # reopened or refused: nothing to create, so no lock to leave behind
-        return _create_or_reopen(*args)
+    existing = None if overwrite else _existing(url)
+    if existing is not None:  # reopened or refused: nothing to create, so no lock to leave behind
+        return _reopened(existing, url, _wanted(roi, voxel_size, dtype, geometry, shape, chunks, shard_shape, scale))
     with creating(parsed):
         for attempt in range(20):
             try:
@@ -150,30 +151,51 @@ def creating(parsed: VolumeUrl) -> Iterator[None]:
         os.close(folder)  # releases the lock
 
 
+def _wanted(roi, voxel_size, dtype, geometry, shape, chunks, shard_shape, scale) -> dict:
+    """The properties an existing output must have to be reopened, as :func:`_reopened` compares them."""
+    wanted = {"shape": shape, "dtype": str(dtype), "chunks": chunks, "voxel_size": tuple(voxel_size),
+              "offset": tuple(roi.begin), "axis_names": geometry.axis_names, "scale": scale}
+    if shard_shape is not None:
+        wanted["shards"] = shard_shape
+    return wanted
+
+
+def _existing(url: str) -> Volume | None:
+    """The volume at ``url`` open for writing, or None where there is none."""
+    try:
+        return open_volume(url, mode="r+")
+    except VolumeError:
+        return None
+
+
+def _reopened(existing: Volume, url: str, wanted: dict) -> Volume:
+    """``existing``, where it has the properties ``wanted`` (those of this step's output); otherwise a
+    :class:`VolumeError` naming both."""
+    have = {"shape": existing.shape, "dtype": str(existing.dtype), "chunks": tuple(existing.array.chunks),
+            "voxel_size": tuple(existing.voxel_size), "offset": tuple(existing.offset),
+            "axis_names": existing.geometry.axis_names, "scale": existing.scale}
+    if "shards" in wanted:
+        have["shards"] = tuple(existing.array.shards or ())
+    diff = [k for k in wanted if wanted[k] != have[k]]
+    if diff:
+        mine = ", ".join(f"{k}={wanted[k]}" for k in diff)
+        theirs = ", ".join(f"{k}={have[k]}" for k in diff)
+        raise VolumeError(f"{url} exists with {theirs}, but this step writes {mine}; "
+                          "remove it or write to another --output")
+    log.info("reopening existing %s", url)
+    return existing
+
+
 def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape,
                       zarr_format, compression, fill_value, overwrite, scale, label) -> Volume:
-    if not overwrite and exists(url):
-        existing = open_volume(url, mode="r+")
-        wanted = {"shape": shape, "dtype": str(dtype), "chunks": chunks, "voxel_size": tuple(voxel_size),
-                  "offset": tuple(roi.begin), "axis_names": geometry.axis_names, "scale": scale}
-        have = {"shape": existing.shape, "dtype": str(existing.dtype), "chunks": tuple(existing.array.chunks),
-                "voxel_size": tuple(existing.voxel_size), "offset": tuple(existing.offset),
-                "axis_names": existing.geometry.axis_names, "scale": existing.scale}
-        if shard_shape is not None:
-            wanted["shards"], have["shards"] = shard_shape, tuple(existing.array.shards or ())
-        diff = [k for k in wanted if wanted[k] != have[k]]
-        if diff:
-            mine = ", ".join(f"{k}={wanted[k]}" for k in diff)
-            theirs = ", ".join(f"{k}={have[k]}" for k in diff)
-            raise VolumeError(f"{url} exists with {theirs}, but this step writes {mine}; "
-                              "remove it or write to another --output")
-        log.info("reopening existing %s", url)
-        return existing
+    existing = None if overwrite else _existing(url)
+    if existing is not None:
+        return _reopened(existing, url, _wanted(roi, voxel_size, dtype, geometry, shape, chunks, shard_shape, scale))
 
     import zarr
 
     try:
-        root = zarr.open_group(parsed.store, mode="a", zarr_format=zarr_format)
+        root = zarr.open_group(parsed.store, mode="a", zarr_format=zarr_format, use_consolidated=False)
     except Exception as e:
         raise VolumeError(
             f"{parsed.container}: cannot create or open a zarr container ({type(e).__name__}: {e})"

@@ -216,23 +216,50 @@ class Volume:
 # -- opening ----------------------------------------------------------------------------
 
 
-def _open_zarr_node(parsed: VolumeUrl, mode: str):
-    """The zarr array or group at ``parsed`` and its parent group (None where there is none)."""
+def _zarr_node(parsed: VolumeUrl, mode: str, path: str, zarr_format: int | None = None):
+    """The zarr group or array at ``path`` of ``parsed``'s container (FileNotFoundError where there is none);
+    with ``zarr_format`` given, the array of that format there.
+
+    Without a format, a group is looked for first (alfine's volume URLs name image groups), without
+    consolidated metadata; the format that look finds opens an array there without probing the other format's
+    metadata again. A store of objects answers each metadata read with a request, so opening costs a few
+    requests, not one per metadata name zarr could try.
+    """
+    import zarr
+    from zarr.errors import ContainsArrayError
+
+    if zarr_format is not None:
+        return zarr.open_array(parsed.store, path=path or None, mode=mode, zarr_format=zarr_format)
+    try:
+        return zarr.open_group(parsed.store, path=path or None, mode=mode, use_consolidated=False)
+    except ContainsArrayError:  # zarr.json of an array: format 3
+        zarr_format = 3
+    except FileNotFoundError:  # neither zarr.json nor .zgroup: a format 2 array, or nothing
+        zarr_format = 2
+    return zarr.open_array(parsed.store, path=path or None, mode=mode, zarr_format=zarr_format)
+
+
+def _open_zarr_node(parsed: VolumeUrl, mode: str, path: str, zarr_format: int | None = None,
+                    missing: str = "no zarr array or group found"):
+    """:func:`_zarr_node`, its failures as a :class:`VolumeError` (``missing`` where nothing is there)."""
+    try:
+        return _zarr_node(parsed, mode, path, zarr_format)
+    except FileNotFoundError:
+        raise VolumeError(f"{parsed.url}: {missing}") from None
+    except Exception as e:  # zarr raises several types for unreadable metadata
+        raise VolumeError(f"{parsed.url}: cannot open as zarr ({type(e).__name__}: {e})") from None
+
+
+def _parent_attrs(parsed: VolumeUrl, path: str, zarr_format: int) -> dict | None:
+    """The attributes of the group holding the array at ``path``, or None where there is none (zarr v2)."""
     import zarr
 
     try:
-        node = zarr.open(parsed.store, path=parsed.path or None, mode=mode)
-    except FileNotFoundError:
-        raise VolumeError(f"{parsed.url}: no zarr array or group found") from None
-    except Exception as e:  # zarr raises several types for unreadable metadata
-        raise VolumeError(f"{parsed.url}: cannot open as zarr ({type(e).__name__}: {e})") from None
-    if not parsed.path:
-        return node, None
-    try:
-        parent = zarr.open_group(parsed.store, path=parsed.parent_path or None, mode="r")
+        parent = zarr.open_group(parsed.store, path=path.rpartition("/")[0] or None, mode="r",
+                                 zarr_format=zarr_format, use_consolidated=False)
     except Exception:  # an array need not have a parent group (zarr v2)
-        parent = None
-    return node, parent
+        return None
+    return parent.attrs.asdict()
 
 
 def open_volume(url: str, mode: str = "r") -> Volume:
@@ -257,24 +284,25 @@ def open_volume(url: str, mode: str = "r") -> Volume:
 
     import zarr
 
-    node, parent = _open_zarr_node(parsed, mode)
-    name = parsed.name
+    node = _open_zarr_node(parsed, mode, parsed.path)
+    name, path, parent_attrs = parsed.name, parsed.path, None
     if isinstance(node, zarr.Group):
-        multiscales = md.ome_multiscales(node.attrs.asdict())
+        parent_attrs = node.attrs.asdict()
+        multiscales = md.ome_multiscales(parent_attrs)
         if not multiscales or not multiscales[0].get("datasets"):
             raise VolumeError(f"{url}: is a group, not an array (and has no OME-NGFF multiscales)")
         name = str(multiscales[0]["datasets"][0]["path"])
-        try:
-            node, parent = node[name], node
-        except KeyError:
-            raise VolumeError(f"{url}: its OME-NGFF multiscales name {name!r}, which is not in it") from None
+        path = f"{parsed.path}/{name}" if parsed.path else name
+        node = _open_zarr_node(parsed, mode, path, node.metadata.zarr_format,
+                               missing=f"its OME-NGFF multiscales name {name!r}, which is not in it")
     ndim = len(node.shape)
     attrs = node.attrs.asdict()
-    geometry = (
-        md.from_funlib(attrs, ndim)
-        or (md.from_ome(parent.attrs.asdict(), name, ndim) if parent is not None else None)
-        or md.Geometry.default(ndim)
-    )
+    geometry = md.from_funlib(attrs, ndim)
+    if geometry is None and path:  # the group's OME-NGFF metadata, read only where the array has no funlib attributes
+        if parent_attrs is None:
+            parent_attrs = _parent_attrs(parsed, path, node.metadata.zarr_format)
+        geometry = md.from_ome(parent_attrs, name, ndim) if parent_attrs is not None else None
+    geometry = geometry or md.Geometry.default(ndim)
     return Volume(parsed, node, geometry, writable=(mode == "r+"), scale=_scale_of(attrs, parsed.url))
 
 
