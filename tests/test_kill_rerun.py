@@ -38,6 +38,12 @@ def data(tmp_path_factory):
     subprocess.run([str(BIN / "alfine-postprocess-block"), "--input", f"{root}/d.zarr/pred", "--output",
                     f"{root}/d.zarr/fragments", "--method", "connected_components", "--params", '{"threshold": 0.5}',
                     "--block-shape", "16,16,16", "--no-progress"], check=True, capture_output=True, cwd=root)
+    # relabel's blocks are quick and its journals are written in batches (0.1 s): many small blocks, so that
+    # a kill lands part way
+    subprocess.run([str(BIN / "alfine-postprocess-block"), "--input", f"{root}/d.zarr/pred", "--output",
+                    f"{root}/d.zarr/fragments8", "--method", "connected_components", "--params", '{"threshold": 0.5}',
+                    "--block-shape", "8,8,8", "--chunk-shape", "8,8,8", "--no-progress"], check=True,
+                   capture_output=True, cwd=root)
     return root
 
 
@@ -49,10 +55,11 @@ def command(name: str, data: Path, output: str) -> tuple[list[str], str]:
         markers = f"{output}/.alfine-blocks/targets"
     elif name == "postprocess-block":
         args = ["--input", f"{data}/d.zarr/pred", "--output", f"{output}/fragments", "--method", "watershed",
-                "--params", '{"seed_threshold": 0.9, "mask_threshold": 0.5}', "--block-shape", "16,16,16"]
+                "--params", '{"seed_threshold": 0.9, "mask_threshold": 0.5}', "--block-shape", "8,8,8",
+                "--chunk-shape", "8,8,8"]
         markers = f"{output}/.alfine-blocks/fragments"
     else:  # relabel into a new output
-        args = ["--input", f"{data}/d.zarr/fragments", "--output", f"{output}/objects"]
+        args = ["--input", f"{data}/d.zarr/fragments8", "--output", f"{output}/objects"]
         markers = f"{output}/.alfine-relabel/objects/write-done"
     return [str(BIN / f"alfine-{name}"), *args, "--workers", "2", "--no-progress"], markers
 
