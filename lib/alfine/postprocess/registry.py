@@ -33,7 +33,9 @@ AGGLOMERATE_THRESHOLDS = [0.5, 0.8, 0.9]
 but a false merge of two large cells costs a held-out volume 0.1 or more of adapted Rand error, and merges
 survive up to 0.7: of two demo models (training seeds 1 and 2), each on held-out seeds 3-8, the worst adapted
 Rand error was 0.167 / 0.051 at 0.7 and 0.055 / 0.035 at 0.8 (0.9 split: match F1 down to 0.70). So 0.8 and
-0.9, and 0.5 for networks whose affinities are still low (early iterations)."""
+0.9, and 0.5 for networks whose affinities are still low (early iterations). Not a law: a demo model trained
+with LSDs (tasks/affinities-lsds.json) merged nothing large at 0.6-0.9 but split small cells from 0.7 up (held-out
+match F1 at worst 0.83 at 0.6, 0.72 at 0.7, 0.63 at 0.8), and its validation picks 0.8 from this grid."""
 CONTEXT = 16
 """Voxels per side that a block of a watershed-type method reads beyond its write region by default."""
 OVERLAP_FRACTION = 0.5
