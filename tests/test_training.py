@@ -87,6 +87,16 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(data, tmp_path):
                                [s["loss"] for s in RunDirectory(straight).read_stats()], rtol=1e-5)
 
 
+def test_the_same_run_twice_gives_the_same_weights_bit_for_bit(data, tmp_path):
+    """With loader workers (their own processes and threads) and the same torch threads: identical checkpoints."""
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    summaries = [train(_run(data, trainer={"num_workers": 2}), url, device="cpu") for url in (first, second)]
+    assert all(s["torch_threads"] == torch.get_num_threads() for s in summaries)
+    a = torch.load(f"{first}/checkpoints/6.pt", weights_only=True)["model"]
+    b = torch.load(f"{second}/checkpoints/6.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
 def test_batches_do_not_depend_on_loader_workers(data):
     maker = SampleMaker(_run(data, trainer={"augment": {"rotate": 1.0, "elastic": 1.0, "mirror": 0.5}}))
     first = maker(5)

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 from funlib.geometry import Coordinate
 
-from ..postprocess.registry import TIDY_GRID
+from ..postprocess.registry import AGGLOMERATE_THRESHOLDS, TIDY_GRID
 from .base import OutputGroup, Postprocessing, TaskConfig, linspace
 from .targets.affinities import affinities, affinity_context
 from .targets.lsds import local_shape_descriptors, lsd_context
@@ -77,11 +77,12 @@ class AffinitiesTask(TaskConfig):
         return Coordinate(context.astype(int))
 
     def postprocessing(self) -> list[Postprocessing]:
-        """Mutex watershed and agglomeration, each at 3 levels x 2 fragment sizes x 2 fills (12 runs).
+        """Mutex watershed and agglomeration (thresholds: :data:`~alfine.postprocess.registry.AGGLOMERATE_THRESHOLDS`),
+        each at 3 levels x 2 fragment sizes x 2 fills (12 runs).
 
         ``fill`` 0.25 keeps voxels whose affinities are all low as background (true background has
         affinity ~0 to everything unless ``background_as_object``); ``fill`` 0 gives every voxel an object.
         """
         affs = slice(0, self.num_affinities)
         return [Postprocessing("mutex_watershed", {"bias": linspace(-0.7, -0.3, 3), **TIDY_GRID}, affs),
-                Postprocessing("agglomerate", {"threshold": linspace(0.3, 0.7, 3), **TIDY_GRID}, affs)]
+                Postprocessing("agglomerate", {"threshold": AGGLOMERATE_THRESHOLDS, **TIDY_GRID}, affs)]
