@@ -65,8 +65,8 @@ def test_fragments_without_interior_label_nothing():
 
 def test_agglomerate_on_noisy_background_is_unchanged():
     """The whole method on a noisy volume with much background equals merging the reference's fragments."""
-    from alfine.postprocess.agglomeration import merge_by_mean_affinity, region_graph
     from alfine.postprocess.labels import finish_instances
+    from alfine.postprocess.merging import merge_by_mean_affinity, region_graph
 
     rng = np.random.default_rng(5)
     offsets = np.eye(3, dtype=int)

@@ -21,7 +21,8 @@ from alfine.postprocess import (
     threshold,
     watershed,
 )
-from alfine.postprocess.agglomeration import fragment, merge_by_mean_affinity, tidy
+from alfine.postprocess.agglomeration import fragment, tidy
+from alfine.postprocess.merging import merge_by_mean_affinity
 
 SHORT_3D = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
 LONG_3D = [[-3, 0, 0], [0, 3, 0], [0, 0, -3], [0, 0, 6]]

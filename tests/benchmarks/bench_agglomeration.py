@@ -32,8 +32,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from alfine.postprocess import agglomerate  # noqa: E402
-from alfine.postprocess.agglomeration import fragment, merge_by_mean_affinity, region_graph  # noqa: E402
+from alfine.postprocess.agglomeration import fragment  # noqa: E402
 from alfine.postprocess.labels import finish_instances  # noqa: E402
+from alfine.postprocess.merging import merge_by_mean_affinity, region_graph  # noqa: E402
 from alfine.synthetic import SyntheticParams, generate_block  # noqa: E402
 
 OFFSETS = np.eye(3, dtype=np.int64)

@@ -14,12 +14,7 @@ Only the nearest-neighbour channels of the affinities are used (see :mod:`.affin
    becomes a new seed, until every foreground voxel is labelled. So every fragment is connected
    by edges above ``threshold``, and affinities that never exceed ``threshold`` between objects
    give fragments that never cross them.
-2. Region adjacency graph. For every pair of face-adjacent fragments, the sum and number of the
-   affinities of the edges between them (vectorised: differing fragment ids per offset,
-   aggregated with ``np.unique`` and ``np.bincount``).
-3. Merging. Repeatedly merge the two adjacent segments of highest mean affinity while that mean
-   is above ``threshold``; the merged segment's edges to each neighbour add their sums and counts,
-   so the mean stays the mean over all voxel edges between the two segments.
+2. Region adjacency graph and 3. merging, above ``threshold``: :mod:`.merging`.
 4. Tidying (:func:`tidy`, also used by mutex watershed): segments smaller than ``min_fragment``
    voxels are merged into their best neighbour, and with ``fill`` the voxels left at 0 are grown
    into from the segments around them.
@@ -27,7 +22,6 @@ Only the nearest-neighbour channels of the affinities are used (see :mod:`.affin
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 
 import fastremap
@@ -37,6 +31,7 @@ from ..errors import UserError
 from .affinities import check_affinities, edge_slices, nearest_neighbour_channels
 from .instance import label_components
 from .labels import finish_instances
+from .merging import merge_by_mean_affinity, region_graph
 from .reuse import digest, last_or_compute
 
 
@@ -87,7 +82,7 @@ def tidy(
     1. ``min_fragment > 1``: while a segment smaller than ``min_fragment`` voxels has an adjacent
        segment (face neighbours), the adjacent pair of highest mean affinity (over the voxel
        edges between them) among the pairs with such a small end merges, and the sizes add up
-       (:func:`merge_by_mean_affinity` with sizes). So a small segment joins its best neighbour
+       (:func:`.merging.merge_by_mean_affinity` with sizes). So a small segment joins its best neighbour
        however low that mean is. Segments still smaller than ``min_fragment`` (with no adjacent
        segment) become 0.
     2. ``fill`` not None: the segments grow into the voxels at 0, in rounds, along edges whose
@@ -318,88 +313,3 @@ def _grow(
         flat[target] = flat[source[order[first]]]
         frontier = target
     return flat.reshape(shape)
-
-
-def region_graph(
-    fragments: np.ndarray, affinities: np.ndarray, offsets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(pairs, sums, counts)`` over the edges between differing nonzero fragments.
-
-    ``pairs`` is ``[E, 2]`` with ``u < v``, sorted; ``sums[e]`` and ``counts[e]`` are the sum and
-    number of the affinities of the voxel edges between fragments ``pairs[e]``.
-    """
-    largest = np.uint64(fragments.max()) + np.uint64(1)
-    keys, values = [], []
-    for channel, offset in zip(affinities, offsets, strict=True):
-        here, there = edge_slices(fragments.shape, offset)
-        u, v = fragments[here].ravel(), fragments[there].ravel()
-        between = (u != v) & (u != 0) & (v != 0)
-        u, v = u[between], v[between]
-        keys.append(np.minimum(u, v) * largest + np.maximum(u, v))
-        values.append(channel[here].ravel()[between])
-    unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-    sums = np.bincount(inverse, weights=np.concatenate(values).astype(np.float64), minlength=len(unique))
-    counts = np.bincount(inverse, minlength=len(unique))
-    return np.stack([unique // largest, unique % largest], axis=1), sums, counts
-
-
-def merge_by_mean_affinity(
-    nodes: int,
-    pairs: np.ndarray,
-    sums: np.ndarray,
-    counts: np.ndarray,
-    threshold: float,
-    sizes: np.ndarray | None = None,
-    small: int = 0,
-) -> np.ndarray:
-    """``segment_of[node]`` for nodes 0..``nodes`` after greedy mean-affinity merging (step 3 of the module).
-
-    Node 0 (background) has no edges and stays 0. Each segment is named by one of its nodes;
-    equal means are merged in the order of their (smaller id, larger id), so the result is
-    deterministic. With ``sizes`` (``[nodes + 1]``, e.g. voxels per node), only pairs of which
-    at least one segment is smaller than ``small`` merge; a merged segment's size is the sum of
-    its nodes' sizes.
-    """
-    # Each edge's [sum, count] is one list shared by both ends' neighbour dicts.
-    neighbours: list[dict[int, list]] = [{} for _ in range(nodes + 1)]
-    heap = []
-    for (u, v), total, count in zip(pairs.tolist(), sums.tolist(), counts.tolist(), strict=True):
-        neighbours[u][v] = neighbours[v][u] = [total, count]
-        heap.append((-total / count, u, v))
-    heapq.heapify(heap)
-    parent = np.arange(nodes + 1, dtype=np.uint64)
-    size = None if sizes is None else np.asarray(sizes, dtype=np.int64).tolist()
-    while heap and -heap[0][0] > threshold:
-        negative_mean, u, v = heapq.heappop(heap)
-        edge = neighbours[u].get(v)
-        if edge is None or edge[0] / edge[1] != -negative_mean:
-            continue  # an edge that a merge removed or changed
-        if size is not None:
-            if min(size[u], size[v]) >= small:
-                continue  # sizes only grow: this pair never merges
-            size[u] = size[v] = size[u] + size[v]
-        if len(neighbours[u]) < len(neighbours[v]):
-            u, v = v, u
-        del neighbours[u][v]
-        for w, (total, count) in neighbours[v].items():
-            if w == u:
-                continue
-            del neighbours[w][v]
-            merged = neighbours[u].get(w)
-            if merged is None:
-                merged = neighbours[u][w] = neighbours[w][u] = [0.0, 0]
-            merged[0] += total
-            merged[1] += count
-            heapq.heappush(heap, (-merged[0] / merged[1], min(u, w), max(u, w)))
-        neighbours[v] = {}
-        parent[v] = u
-    return _roots(parent)
-
-
-def _roots(parent: np.ndarray) -> np.ndarray:
-    """The root of every node of a forest given by ``parent`` (roots are their own parents)."""
-    while True:
-        grand = parent[parent]
-        if np.array_equal(grand, parent):
-            return parent
-        parent = grand
