@@ -119,9 +119,9 @@ def prepare_volume(
     # others wait for it (an OS lock in the container, locally) and reopen it.
     args = (url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape, zarr_format,
             compression, fill_value, overwrite, scale, label)
-    existing = None if overwrite else _existing(url)
+    existing = _reopen(*args)
     if existing is not None:  # reopened or refused: nothing to create, so no lock to leave behind
-        return _reopened(existing, url, _wanted(roi, voxel_size, dtype, geometry, shape, chunks, shard_shape, scale))
+        return existing
     with creating(parsed):
         for attempt in range(20):
             try:
@@ -160,6 +160,16 @@ def _wanted(roi, voxel_size, dtype, geometry, shape, chunks, shard_shape, scale)
     return wanted
 
 
+def _reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape, zarr_format,
+            compression, fill_value, overwrite, scale, label) -> Volume | None:
+    """The existing output at ``url`` where it has this step's properties (:func:`_reopened`); None where there
+    is none or ``overwrite`` replaces it; a :class:`VolumeError` where it differs."""
+    existing = None if overwrite else _existing(url)
+    if existing is None:
+        return None
+    return _reopened(existing, url, _wanted(roi, voxel_size, dtype, geometry, shape, chunks, shard_shape, scale))
+
+
 def _existing(url: str) -> Volume | None:
     """The volume at ``url`` open for writing, or None where there is none."""
     try:
@@ -186,12 +196,15 @@ def _reopened(existing: Volume, url: str, wanted: dict) -> Volume:
     return existing
 
 
-def _create_or_reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape,
-                      zarr_format, compression, fill_value, overwrite, scale, label) -> Volume:
-    existing = None if overwrite else _existing(url)
-    if existing is not None:
-        return _reopened(existing, url, _wanted(roi, voxel_size, dtype, geometry, shape, chunks, shard_shape, scale))
+def _create_or_reopen(*args) -> Volume:
+    """The output of :func:`prepare_volume`'s ``args``: reopened where another process created it while this
+    one waited for the lock, else created."""
+    existing = _reopen(*args)
+    return existing if existing is not None else _create(*args)
 
+
+def _create(url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chunks, shard_shape,
+            zarr_format, compression, fill_value, overwrite, scale, label) -> Volume:
     import zarr
 
     try:
