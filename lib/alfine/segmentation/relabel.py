@@ -196,8 +196,6 @@ class WriteBlock(OpensVolumes):
     threads: ClassVar[bool] = True  # safe to run in threads (see alfine.blockwise.runner)
 
     def __call__(self, block) -> None:
-        from ..volumes import open_volume
-
         if self.in_place and records.exists(written_url(self.work, block.id)):
             return
         original = f"{self.work}/originals/{block.id}.npz"
@@ -205,12 +203,12 @@ class WriteBlock(OpensVolumes):
         if saved is not None:
             labels = saved["labels"]
         else:
-            labels = np.ascontiguousarray(open_volume(self.input).read(block.write_roi)).astype(np.uint64, copy=False)
+            labels = np.ascontiguousarray(self.volume(self.input).read(block.write_roi)).astype(np.uint64, copy=False)
             if self.in_place:
                 records.save_arrays(original, compress=True, labels=labels)
         mapping = records.load_arrays(f"{self.work}/mapping/{block.id}.npz")
-        out = map_ids(labels, mapping["ids"], mapping["new_ids"])
-        open_volume(self.output, mode="r+").write(block.write_roi, out)
+        out = map_ids(labels, mapping["ids"], mapping["new_ids"], overwrite=labels.flags.writeable)
+        self.volume(self.output, mode="r+").write(block.write_roi, out)
         if self.in_place:
             records.save_json(written_url(self.work, block.id), {"block": block.id})
             records.remove(original)
@@ -221,11 +219,13 @@ def written_url(work: str, block_id: int) -> str:
     return f"{work}/written/{block_id}.json"
 
 
-def map_ids(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray) -> np.ndarray:
+def map_ids(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray, overwrite: bool = False) -> np.ndarray:
     """``labels`` with each of the sorted ``ids`` replaced by its ``new_ids`` entry, anything else by 0 (uint64).
 
     Ids that span a range not much larger than their number (a block of postprocess-block: one run
     of consecutive ids) go through a lookup table, others through a binary search; no Python loop.
+    ``overwrite``: ``labels`` (uint64) may be changed, and the result may be written into it (no new block of
+    memory: on these machines the first touch of fresh memory can cost more than the mapping).
     """
     labels = np.asarray(labels, np.uint64)
     ids, new_ids = np.asarray(ids, np.uint64), np.asarray(new_ids, np.uint64)
@@ -237,7 +237,12 @@ def map_ids(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray) -> np.ndar
         table[(ids - low).astype(np.intp) + 1] = new_ids
         # labels - (low - 1) modulo 2^64 is 1..span exactly for [low, low + span); as int64 anything else is
         # below 1 (clipped to 0) or above span (clipped to span + 1): one pass, no mask
-        index = (labels - np.uint64((int(low) - 1) % 2**64)).view(np.int64)
-        return table.take(index, mode="clip")
+        shift = np.uint64((int(low) - 1) % 2**64)
+        if not overwrite:
+            index = (labels - shift).view(np.int64)
+            return table.take(index, mode="clip")
+        index = np.subtract(labels, shift, out=labels).view(np.int64)
+        # take with mode "clip" reads index i before it writes element i, so the result may replace the index
+        return table.take(index, mode="clip", out=labels)
     where = np.minimum(np.searchsorted(ids, labels), len(ids) - 1)
     return np.where(ids[where] == labels, new_ids[where], np.uint64(0))
