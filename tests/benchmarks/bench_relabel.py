@@ -14,10 +14,12 @@ resident memory: its main process and, for alfine, its largest worker (``getrusa
 bound main + workers x largest worker. Each side's clock starts after the same imports (libraries and alfine's
 modules: Python's import time, about half a second, is the same for a script and a tool and is reported apart,
 ``import_seconds``); alfine's clock covers everything the two tools do, from parsing their arguments
-on. Default 256^3 (a run of about a minute on 2 cores; the
-synthetic volume takes most of it); ``--scale 8`` gives 512^3. ``--scaling`` repeats it at 1x, 2x
-and 4x the voxels and reports time per voxel and peak memory per size.
-Run: ``.venv/bin/python tests/benchmarks/bench_relabel.py [--scale S] [--workers N] [--scaling]``;
+on. The three run ``--repeats`` rounds (default 3), interleaved; rows give medians, the lowest and highest
+time, and the lowest and highest ratio of one round (this machine's first touch of fresh memory alone can
+make the one-process reference 2-4 times slower from one run to the next). Default 256^3 (a run of about a
+minute on 2 cores; the synthetic volume takes most of it); ``--scale 8`` gives 512^3. ``--scaling``
+repeats it at 1x, 2x and 4x the voxels and reports time per voxel and peak memory per size.
+Run: ``.venv/bin/python tests/benchmarks/bench_relabel.py [--scale S] [--workers N] [--repeats R] [--scaling]``;
 writes ``bench/relabel.json`` and prints one JSON object with ``rows`` (see ``run_all.py``).
 """
 
@@ -28,6 +30,8 @@ import json
 import os
 import platform
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -196,8 +200,11 @@ def _child(kind: str, root: str, workers: int, *extra: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(side: int, workers: int, data: str | None = None) -> dict:
-    """alfine and both references on one side^3 volume (kept in ``data``/SIDE when given, made once)."""
+def measure(side: int, workers: int, data: str | None = None, repeats: int = 3) -> dict:
+    """alfine and both references on one side^3 volume (kept in ``data``/SIDE when given, made once), ``repeats``
+    rounds of the three interleaved (so that load from elsewhere falls on all alike); times are the medians, with
+    each round's figures kept. The partitions are compared once, after the first round."""
+    rounds = []
     with tempfile.TemporaryDirectory() as root:
         generation = None
         kept = f"{data}/{side}" if data else None
@@ -207,22 +214,44 @@ def measure(side: int, workers: int, data: str | None = None) -> dict:
             os.symlink(f"{os.path.abspath(kept)}/d.zarr", f"{root}/d.zarr")
         else:
             generation = _child("make", root, workers, str(side))["seconds"]
-        alfine = _child("alfine", root, workers)
-        end_to_end = _child("end-to-end", root, workers, ",".join(map(str, alfine["chunk_shape"])))
-        in_memory = _child("cc3d", root, workers)
-        equal = _child("check", root, workers)["same_partition"]
+        for repeat in range(repeats):
+            for made in ("s.zarr", "r.zarr", ".alfine-blocks", "alfine-logs"):  # each round starts afresh
+                shutil.rmtree(f"{root}/{made}", ignore_errors=True)
+            alfine = _child("alfine", root, workers)
+            end_to_end = _child("end-to-end", root, workers, ",".join(map(str, alfine["chunk_shape"])))
+            rounds.append((alfine, end_to_end, _child("cc3d", root, workers)))
+            if repeat == 0:
+                equal = _child("check", root, workers)["same_partition"]
+    alfine, end_to_end, in_memory = (_median_run([r[i] for r in rounds]) for i in range(3))
     alfine["peak_rss_bound_mb"] = round(alfine["peak_rss_mb"] + workers * alfine["peak_rss_workers_mb"], 1)
     return {
-        "volume_shape": [side] * 3, "voxels": side**3, "workers": workers,
+        "volume_shape": [side] * 3, "voxels": side**3, "workers": workers, "repeats": repeats,
         "alfine_seconds": alfine["seconds"], "end_to_end_seconds": end_to_end["seconds"],
         "cc3d_seconds": in_memory["seconds"],
         "ratio_alfine_to_end_to_end": round(alfine["seconds"] / end_to_end["seconds"], 2),
         "ratio_alfine_to_cc3d": round(alfine["seconds"] / in_memory["seconds"], 2),
+        "round_ratios_to_end_to_end": [round(a["seconds"] / e["seconds"], 2) for a, e, _ in rounds],
         "alfine_ns_per_voxel": round(1e9 * alfine["seconds"] / side**3, 1),
         "end_to_end_ns_per_voxel": round(1e9 * end_to_end["seconds"] / side**3, 1),
         "alfine": alfine, "end_to_end": end_to_end, "cc3d": in_memory, "same_partition": equal,
-        "generation_seconds": generation,
+        "rounds": [{"alfine": a, "end_to_end": e, "cc3d": c} for a, e, c in rounds], "generation_seconds": generation,
     }
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """One side's figures over its rounds: the median of each number, and ``seconds_range`` (lowest, highest)."""
+    merged = dict(runs[0])
+    for key, value in runs[0].items():
+        values = [run[key] for run in runs]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and len(set(values)) > 1:
+            merged[key] = round(statistics.median(values), 3)
+    merged["seconds_range"] = [min(run["seconds"] for run in runs), max(run["seconds"] for run in runs)]
+    return merged
+
+
+def _seconds(side: dict) -> str:
+    low, high = side["seconds_range"]
+    return f"{side['seconds']:.2f} s ({low:.2f}–{high:.2f})"
 
 
 def rows(runs: list[dict]) -> list[dict]:
@@ -231,14 +260,15 @@ def rows(runs: list[dict]) -> list[dict]:
         a, e, c = run["alfine"], run["end_to_end"], run["cc3d"]
         size = f"{run['volume_shape'][0]}³"
         name = (f"relabel: threshold + cc (26) + relabel of {size}, {a['blocks']} blocks of "
-                f"{'x'.join(map(str, a['block_shape']))}, {run['workers']} workers (s)")
-        out.append({"name": name, "alfine": f"{a['seconds']:.2f} s",
-                    "reference": f"one process, zarr read + cc3d + zarr write: {e['seconds']:.2f} s",
+                f"{'x'.join(map(str, a['block_shape']))}, {run['workers']} workers (s; median of {run['repeats']})")
+        spread = run["round_ratios_to_end_to_end"]
+        out.append({"name": name, "alfine": f"{_seconds(a)}; rounds {min(spread)}-{max(spread)}x",
+                    "reference": f"one process, zarr read + cc3d + zarr write: {_seconds(e)}",
                     "ratio": run["ratio_alfine_to_end_to_end"]})
         out.append({"name": f"relabel: same, against cc3d of the volume in memory ({size}, s)",
-                    "alfine": f"{a['seconds']:.2f} s", "reference": f"cc3d in memory: {c['seconds']:.3f} s",
+                    "alfine": _seconds(a), "reference": f"cc3d in memory: {_seconds(c)}",
                     "ratio": run["ratio_alfine_to_cc3d"]})
-        out.append({"name": f"relabel: peak memory, {size} (MB; alfine: main + workers x largest worker)",
+        out.append({"name": f"relabel: peak memory, {size} (MB, median; alfine: main + workers x largest worker)",
                     "alfine": f"{a['peak_rss_bound_mb']:.0f} MB (main {a['peak_rss_mb']:.0f}, worker "
                               f"{a['peak_rss_workers_mb']:.0f})",
                     "reference": f"one process: {e['peak_rss_mb']:.0f} MB",
@@ -252,6 +282,7 @@ def main() -> dict:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scaling", action="store_true", help="also 2x and 4x the voxels: time per voxel, memory")
     parser.add_argument("--data", help="keep the synthetic volumes in this folder and reuse them (default: made anew)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the three measurements, interleaved")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -275,7 +306,7 @@ def main() -> dict:
     for factor in factors:
         side = int(round(256 * (args.scale * factor) ** (1 / 3)))
         print(f"== {side}^3, {args.workers} workers", file=sys.stderr, flush=True)
-        runs.append(measure(side, args.workers, args.data))
+        runs.append(measure(side, args.workers, args.data, args.repeats))
     result = {
         "benchmark": "relabel", "threshold": THRESHOLD, "connectivity": CONNECTIVITY, "input_chunks": [CHUNK] * 3,
         **runs[0], "rows": rows(runs),

@@ -3,7 +3,7 @@
 Blockwise work should cost the same per voxel whatever the volume, and its peak memory should not
 grow with the volume (it is bounded by the block). Relabel: :func:`bench_relabel.measure`
 (threshold + connected components + relabel, 2 workers, with its one-process reference, whose
-memory does grow). Inference: ``alfine-predict-block``'s library call with an exported ONNX UNet,
+memory does grow; medians of 3 interleaved rounds). Inference: ``alfine-predict-block``'s library call with an exported ONNX UNet,
 each size in a fresh process (its peak RSS is the process's). The ratio of a row is the 4x figure
 over the 1x one. Run: ``.venv/bin/python tests/benchmarks/bench_scaling.py [--scale S]``.
 """
@@ -71,7 +71,7 @@ def main() -> dict:
     first, last = relabel[0], relabel[-1]
     rows = [
         {"name": f"scaling: relabel pipeline time per voxel, {last['volume_shape'][0]}³ over "
-                 f"{first['volume_shape'][0]}³ (4x the voxels)",
+                 f"{first['volume_shape'][0]}³ (4x the voxels; medians of 3)",
          "alfine": " / ".join(f"{r['alfine_ns_per_voxel']:.0f}" for r in relabel) + " ns/voxel at 1x/2x/4x",
          "reference": " / ".join(f"{r['end_to_end_ns_per_voxel']:.0f}" for r in relabel) + " ns/voxel (one process)",
          "ratio": round(last["alfine_ns_per_voxel"] / first["alfine_ns_per_voxel"], 2)},

@@ -44,14 +44,15 @@ def run(name: str, scale: float) -> dict:
     script = HERE / f"bench_{name}.py"
     if not script.exists():
         return {"benchmark": name, "error": f"{script.name} does not exist", "rows": []}
-    began = time.perf_counter()
+    began, load = time.perf_counter(), os.getloadavg()[0]
     done = subprocess.run([sys.executable, str(script), "--scale", str(scale)], stdout=subprocess.PIPE, text=True,
                           cwd=ROOT)
     seconds = round(time.perf_counter() - began, 1)
+    load = [round(load, 1), round(os.getloadavg()[0], 1)]  # the machine's 1-minute load before and after
     if done.returncode != 0:
         return {"benchmark": name, "error": f"exit code {done.returncode}", "seconds": seconds, "rows": []}
     result = json.loads(done.stdout)
-    result["seconds"] = seconds
+    result["seconds"], result["load"] = seconds, load
     return result
 
 
@@ -72,8 +73,10 @@ def update_readme(text: str, report: dict) -> str:
     if start not in text or end not in text:
         raise SystemExit(f"README.md has no {start} ... {end} section")
     m = report["machine"]
+    loads = [v for result in report["benchmarks"] for v in result.get("load", [])]
+    load = f", a load average of {min(loads)}-{max(loads)} (other work slows both sides)" if loads else ""
     body = (f"Measured {report['date']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
-            f"Python {m['python']}, scale {report['scale']} (`make bench`; bench/results.json):\n\n"
+            f"Python {m['python']}, scale {report['scale']}{load} (`make bench`; bench/results.json):\n\n"
             + table(report["benchmarks"]))
     return text[: text.index(start) + len(start)] + "\n" + body + "\n" + text[text.index(end):]
 
