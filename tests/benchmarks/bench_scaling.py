@@ -3,9 +3,9 @@
 Blockwise work should cost the same per voxel whatever the volume, and its peak memory should not
 grow with the volume (it is bounded by the block). Relabel: :func:`bench_relabel.measure`
 (threshold + connected components + relabel, 2 workers, with its one-process reference, whose
-memory does grow; medians of 3 interleaved rounds). Inference: ``alfine-predict-block``'s library call with an exported ONNX UNet,
-each size in a fresh process (its peak RSS is the process's). The ratio of a row is the 4x figure
-over the 1x one. Run: ``.venv/bin/python tests/benchmarks/bench_scaling.py [--scale S]``.
+memory does grow; medians of 3 interleaved rounds). Inference: ``alfine-predict-block``'s library call
+with an exported ONNX UNet, each size in a fresh process (its peak RSS is the process's). The ratio of a
+row is the 4x figure over the 1x one. Run: ``.venv/bin/python tests/benchmarks/bench_scaling.py [--scale S]``.
 """
 
 from __future__ import annotations
