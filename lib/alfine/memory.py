@@ -19,11 +19,9 @@ def limit_malloc_arenas(arenas: int | None = None) -> bool:
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # this process's own symbols: no search (ctypes.util starts programs)
     except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt)
         return False
     count = arenas if arenas is not None else len(os.sched_getaffinity(0))
