@@ -298,6 +298,12 @@ def test_lz4_compression_round_trips(tmp_path, zarr_format):
     np.testing.assert_array_equal(open_volume(f"{tmp_path}/a.zarr/x").read(), data)
     array = zarr.open_array(f"{tmp_path}/a.zarr/x/s0", mode="r")
     assert [getattr(c, "cname", None) for c in array.compressors] in (["lz4"], [zarr.codecs.BloscCname.lz4])
+    # labels without blosc's byte shuffle (faster), floats with it
+    prepare_volume(f"{tmp_path}/a.zarr/f", roi, (1, 1, 1), "float32", (4, 4, 4), zarr_format=zarr_format,
+                   compression="lz4").write(roi, data.astype(np.float32))
+    floats = zarr.open_array(f"{tmp_path}/a.zarr/f/s0", mode="r")
+    shuffles = [str(getattr(c.shuffle, "value", c.shuffle)) for a in (array, floats) for c in a.compressors]
+    assert shuffles in (["0", "1"], ["noshuffle", "shuffle"])
 
 
 def test_geometry_default_marks_channels():

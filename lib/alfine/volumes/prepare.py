@@ -37,7 +37,10 @@ for 128^3 synthetic labels) to a 14% larger file (1.8% vs 1.6% of the raw bytes)
 LZ4_LEVEL = 5
 """blosc lz4 level (``compression="lz4"``): on uint64 labels of 64^3 about 4x faster to compress and 1.5x faster to
 decompress than zstd level 3, to files about 3x larger (1.2 vs 4-8 ms and 0.7 vs 1.1 ms a chunk; 6% vs 2% of
-the raw bytes): for intermediate volumes that are read once, such as postprocess-block's fragments."""
+the raw bytes): for intermediate volumes that are read once, such as postprocess-block's fragments. Integers
+(labels) are stored without blosc's byte shuffle: on 128^3 uint64 fragments it encodes about 30% and decodes
+about 35% faster, to files of about the same size (17x smaller than raw against 11-29x with the shuffle);
+floats keep the shuffle, which groups their exponent bytes."""
 
 
 def _compressor(name: str, zarr_format: int, dtype: np.dtype):
@@ -46,17 +49,20 @@ def _compressor(name: str, zarr_format: int, dtype: np.dtype):
     if name == "none":
         return None
     cname, level = ("lz4", LZ4_LEVEL) if name == "lz4" else ("zstd", ZSTD_LEVEL)
+    shuffle = not (name == "lz4" and dtype.kind in "ui")  # see LZ4_LEVEL
     if zarr_format == 2:
         import numcodecs
 
         if name == "gzip":
             return numcodecs.GZip(level=5)
-        return numcodecs.Blosc(cname=cname, clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)
+        return numcodecs.Blosc(cname=cname, clevel=level,
+                               shuffle=numcodecs.Blosc.SHUFFLE if shuffle else numcodecs.Blosc.NOSHUFFLE)
     import zarr.codecs
 
     if name == "gzip":
         return zarr.codecs.GzipCodec(level=5)
-    return zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle="shuffle", typesize=dtype.itemsize)
+    return zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle="shuffle" if shuffle else "noshuffle",
+                                  typesize=dtype.itemsize)
 
 
 def prepare_volume(
