@@ -215,7 +215,7 @@ def measure(side: int, workers: int, data: str | None = None, repeats: int = 3) 
         else:
             generation = _child("make", root, workers, str(side))["seconds"]
         for repeat in range(repeats):
-            for made in ("s.zarr", "r.zarr", ".alfine-blocks", "alfine-logs"):  # each round starts afresh
+            for made in ("s.zarr", "r.zarr", "alfine-logs"):  # each round starts afresh (markers are in s.zarr)
                 shutil.rmtree(f"{root}/{made}", ignore_errors=True)
             alfine = _child("alfine", root, workers)
             end_to_end = _child("end-to-end", root, workers, ",".join(map(str, alfine["chunk_shape"])))
@@ -285,6 +285,8 @@ def main() -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the three measurements, interleaved")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.child:
         kind, root = args.child[0], args.child[1]
         if kind == "make":

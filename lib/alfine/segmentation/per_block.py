@@ -214,17 +214,16 @@ def _block_unique(labels: np.ndarray, block_id: int, stride: int, consecutive: b
     if objects > stride:
         raise ValueError(f"{objects} objects in a block of {stride} voxels")
     flat = local.reshape(-1)
-    if flat.dtype == np.uint64:
-        flat = flat.view(np.int64)  # ids < 2^63: the same numbers, no copy
-    counts = np.bincount(flat if flat.dtype.itemsize < 8 else flat.astype(np.int64, copy=False), minlength=objects + 1)
+    # the local ids as indices, once for the counts and the table (uint64: ids < 2^63, the same memory viewed)
+    index = flat.view(np.intp) if flat.dtype == np.uint64 else flat.astype(np.intp)
+    counts = np.bincount(index, minlength=objects + 1)
     base = np.uint64(block_id) * np.uint64(stride)
     if not base:
         return local.astype(np.uint64, copy=mapping is not None), mapping, counts[1:].astype(np.int64)
     ids = np.arange(objects + 1, dtype=np.uint64) + base  # a table: 0 stays 0, local id i becomes base + i
     ids[0] = 0
-    if local.dtype == np.uint64:  # ours to change (see above): the result replaces it, no fresh memory to touch
-        # mode "clip" (no bounds check: all ids <= objects) reads index i before it writes element i
-        unique = ids.take(flat.view(np.intp), mode="clip", out=flat.view(np.uint64)).reshape(local.shape)
-    else:
-        unique = ids.take(local.reshape(-1).astype(np.intp), mode="clip").reshape(local.shape)
+    # uint64 labels are ours to change (see above): the result replaces them, no fresh memory to touch; mode "clip"
+    # (no bounds check: all ids <= objects) reads index i before it writes element i
+    out = flat if flat.dtype == np.uint64 else None
+    unique = ids.take(index, mode="clip", out=out).reshape(local.shape)
     return unique, mapping, counts[1:].astype(np.int64)
