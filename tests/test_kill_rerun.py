@@ -22,6 +22,7 @@ from alfine.volumes import open_volume, prepare_volume
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = (32, 48, 48)
+RELABEL_SHAPE = (48, 96, 96)  # 864 blocks of 8^3: relabel's write step maps a block in about a millisecond
 TASK = {"kind": "affinities", "neighborhood": [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 4]], "lsds": True,
         "lsd_sigma": 32}
 
@@ -40,7 +41,13 @@ def data(tmp_path_factory):
                     "--block-shape", "16,16,16", "--no-progress"], check=True, capture_output=True, cwd=root)
     # relabel's blocks are quick and its journals are written in batches (0.1 s): many small blocks, so that
     # a kill lands part way
-    subprocess.run([str(BIN / "alfine-postprocess-block"), "--input", f"{root}/d.zarr/pred", "--output",
+    big = generate_block(RELABEL_SHAPE, (8, 8, 8), (0, 0, 0), (0, 0, 0), RELABEL_SHAPE,
+                         SyntheticParams(seed=5, cell_size=120.0))["labels"]
+    big_roi = Roi((0, 0, 0), tuple(s * 8 for s in RELABEL_SHAPE))
+    big_noisy = (big > 0) * 0.8 + np.random.default_rng(1).random(RELABEL_SHAPE) * 0.3
+    prepare_volume(f"{root}/d.zarr/pred_large", big_roi, (8, 8, 8), np.float32, (16, 16, 16)).write(
+        big_roi, big_noisy.astype(np.float32))
+    subprocess.run([str(BIN / "alfine-postprocess-block"), "--input", f"{root}/d.zarr/pred_large", "--output",
                     f"{root}/d.zarr/fragments8", "--method", "connected_components", "--params", '{"threshold": 0.5}',
                     "--block-shape", "8,8,8", "--chunk-shape", "8,8,8", "--no-progress"], check=True,
                    capture_output=True, cwd=root)
