@@ -213,6 +213,42 @@ def test_default_block_shape_doubles_the_chunks_to_the_budget(unit, region, expe
     assert all(s % u == 0 for s, u in zip(shape, unit, strict=True)) and np.prod(shape) <= BLOCK_VOXELS
 
 
+def _stored_voxels(shape, region) -> int:
+    """Voxels that blocks of ``shape`` store over ``region`` (whole blocks: zarr pads edge chunks)."""
+    return int(np.prod([-(-r // s) * s for r, s in zip(region, shape, strict=True)]))
+
+
+@pytest.mark.parametrize("unit, region, expected", [
+    ((64, 64, 64), (161, 161, 161), (64, 128, 192)),  # 128^3 blocks would store 4x the voxels
+    ((64, 64, 64), (406, 406, 406), (64, 64, 448)),  # 406 = 3 x 128 + 22: a quarter of 128^3 blocks thin
+    ((64, 64, 64), (323, 323, 323), (128, 128, 128)),  # 6 units of 64 pad to 384 whatever the blocks
+])
+def test_default_block_shape_leaves_less_padding_where_the_region_is_not_whole_blocks(unit, region, expected):
+    """Edge blocks cost whole chunks (zarr pads them), so a shape that pads less wins over the doubled chunk, within
+    the same budget; where padding is the same, the doubled chunk stays."""
+    shape = default_block_shape(unit, region)
+    assert shape == expected
+    assert all(s % u == 0 for s, u in zip(shape, unit, strict=True)) and np.prod(shape) <= BLOCK_VOXELS
+    assert _stored_voxels(shape, region) <= _stored_voxels((128, 128, 128), region)
+    if shape != (128, 128, 128):
+        assert _stored_voxels(shape, region) < 0.8 * _stored_voxels((128, 128, 128), region)
+
+
+def test_default_block_shape_weighs_the_context_read():
+    """With a wide context, thin blocks read much more beyond themselves: the shape stays compact."""
+    region = (406, 406, 406)
+    assert default_block_shape((64, 64, 64), region) == (64, 64, 448)
+    compact = default_block_shape((64, 64, 64), region, context=(40, 40, 40))
+    assert min(compact) >= 128 and np.prod(compact) <= BLOCK_VOXELS
+
+
+def test_default_block_shape_of_small_units_over_huge_regions():
+    """Teravoxel regions of small chunks: no overflow, the budget kept, and a shape without padding trouble."""
+    shape = default_block_shape((1, 8, 8), (100_000, 100_000, 100_000))
+    assert np.prod(shape) <= BLOCK_VOXELS and np.prod(shape) >= BLOCK_VOXELS // 2
+    assert default_block_shape((4096, 4096), (100, 100)) == (4096, 4096)  # the unit alone exceeds the budget
+
+
 def test_block_unique_counts_its_voxels():
     labels = np.array([[7, 7, 0], [0, 9, 7]])
     unique, local, counts = _block_unique(labels, 2, 6)

@@ -149,7 +149,7 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
     unit = storage["shards"] or storage["chunk_shape"]
     block_shape = request.block_shape
     if block_shape is None and len(unit) == ndim:
-        block_shape = default_block_shape(unit, roi.shape / source.voxel_size)
+        block_shape = default_block_shape(unit, roi.shape / source.voxel_size, context=tuple(context))
         if instances and not chunks_given and not storage["shards"]:
             storage["chunk_shape"] = block_shape  # fragments: one chunk a block (see FRAGMENTS_COMPRESSION)
     blocks = blockwise.layout(roi, source.voxel_size, block_shape, unit, context * source.voxel_size)
