@@ -234,6 +234,20 @@ def test_default_block_shape_leaves_less_padding_where_the_region_is_not_whole_b
         assert _stored_voxels(shape, region) < 0.8 * _stored_voxels((128, 128, 128), region)
 
 
+@pytest.mark.parametrize("region, expected", [
+    ((160, 160, 160), (80, 160, 160)),  # 2 blocks, nothing padded (whole 64^3 chunks: 6 blocks storing 2.3x)
+    ((254, 254, 254), (128, 128, 128)),  # 2% padded: the doubled chunk stays
+    ((4096, 4096, 4096), (128, 128, 128)),
+])
+def test_default_block_shape_of_blocks_that_are_their_own_chunks(region, expected):
+    """Where the output's chunks will be the blocks (postprocess-block's fragments), the sides need only be whole
+    granules, not whole input chunks."""
+    shape = default_block_shape((64, 64, 64), region, granule=(8, 8, 8))
+    assert shape == expected
+    assert all(s % 8 == 0 for s in shape) and np.prod(shape) <= BLOCK_VOXELS
+    assert _stored_voxels(shape, region) <= _stored_voxels(default_block_shape((64, 64, 64), region), region)
+
+
 def test_default_block_shape_weighs_the_context_read():
     """With a wide context, thin blocks read much more beyond themselves: the shape stays compact."""
     region = (406, 406, 406)

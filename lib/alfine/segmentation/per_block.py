@@ -59,20 +59,23 @@ BLOCK_COST_VOXELS = BLOCK_VOXELS // 2
 more a block, the time of about 10^6 voxels."""
 
 
-def default_block_shape(unit, region, budget: int = BLOCK_VOXELS, context=None) -> tuple[int, ...]:
+def default_block_shape(unit, region, budget: int = BLOCK_VOXELS, context=None, granule=None) -> tuple[int, ...]:
     """A block shape (voxels) of whole ``unit`` s (the output's chunk or shard shape) within ``budget`` voxels
     for a ``region`` (voxels) whose blocks read ``context`` voxels (per axis, default none) beyond their own:
     ``unit`` doubled along its shortest axis, then the next, while that keeps it within ``budget`` and the axis
-    is still shorter than the region; unless another shape of whole units costs at least 10 % less in voxels
-    read and stored, edge blocks' padding to whole chunks included, plus :data:`BLOCK_COST_VOXELS` a block (a
-    161^3 region gets 6 blocks of 64x128x192, 9.4 million voxels stored, not 8 of 128^3, 16.8 million)."""
+    is still shorter than the region; unless another shape costs at least 10 % less in voxels read and stored,
+    edge blocks' padding to whole chunks included, plus :data:`BLOCK_COST_VOXELS` a block (a 161^3 region gets
+    6 blocks of 64x128x192, 9.4 million voxels stored, not 8 of 128^3, 16.8 million). The other shapes' sides
+    are whole units, or whole ``granule`` s (voxels per axis) where the output's chunks will be the blocks
+    themselves and need not be whole units of anything (postprocess-block's fragments: 160^3 in 2 blocks of
+    80x160x160, nothing padded)."""
     shape = [int(u) for u in unit]
     while True:
         growable = [a for a in range(len(shape)) if shape[a] < region[a]]
         if not growable or 2 * int(np.prod(shape)) > budget:
             break
         shape[min(growable, key=lambda a: (shape[a], a))] *= 2
-    shapes = _fitting_shapes(unit, region, budget)
+    shapes = _fitting_shapes(unit, unit if granule is None else granule, region, budget)
     if not len(shapes):  # the unit alone exceeds the budget
         return tuple(shape)
     context = np.zeros(len(shape)) if context is None else np.asarray(context, np.float64)
@@ -91,15 +94,17 @@ def _layout_costs(shapes: np.ndarray, region, context: np.ndarray) -> np.ndarray
     return blocks * (np.prod(shapes + 2 * context, axis=1) + BLOCK_COST_VOXELS)
 
 
-def _fitting_shapes(unit, region, budget: int) -> np.ndarray:
-    """Shapes (rows) within ``budget`` of sides that are the unit times a power of two, or the fewest whole units
-    that cover the region's axis in 1 to 8 blocks (padding more than that is at most an eighth of a block)."""
+def _fitting_shapes(unit, granule, region, budget: int) -> np.ndarray:
+    """Shapes (rows) within ``budget`` of sides that are the unit times a power of two, or the fewest whole
+    granules that cover the region's axis in 1 to 8 blocks (padding more than that is at most an eighth of a
+    block)."""
     sides = []
-    for u, r in zip(unit, region, strict=True):
-        u, units = int(u), max(1, -(-int(r) // int(u)))
-        covering = u * -(-units // np.arange(1, min(units, 8) + 1))
-        doubled = u * 2 ** np.arange(int(np.log2(max(1, budget // u))) + 1)
-        sides.append(np.unique(np.concatenate([covering, doubled[doubled <= u * units]])))
+    for u, g, r in zip(unit, granule, region, strict=True):
+        u, g, r = int(u), int(g), int(r)
+        granules = max(1, -(-r // g))
+        covering = {g * -(-granules // m) for m in range(1, min(granules, 8) + 1)}
+        doubled = {u << k for k in range(max(1, budget // u).bit_length()) if u << k <= max(u, g * granules)}
+        sides.append(sorted(covering | doubled))  # (not numpy's unique: its first call in a process takes 9 ms)
     grid = np.stack(np.meshgrid(*sides, indexing="ij"), -1).reshape(-1, len(sides)).astype(np.int64)
     return grid[np.prod(grid.astype(np.float64), axis=1) <= budget]
 
