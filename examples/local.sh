@@ -139,7 +139,7 @@ e = json.load(open(f"{demo}/final-evaluation.json"))
 post = ", ".join(f"{k}={v}" for k, v in q["params"].items())
 print(f"\nmodel: {demo}/model.onnx, iteration {x['iteration']} ({x['criterion']}); "
       f"prediction: {p['blocks']} blocks of {p['block_shape_voxels']} voxels")
-print(f"post-processing: {q['method']} ({post}) in {q['blocks']} blocks; relabel: {r['objects']} objects")
+print(f"post-processing: {q['method']} ({post}) in {q['blocks']} block{'s' * (q['blocks'] != 1)}; relabel: {r['objects']} objects")
 s = e["scores"]
 print(f"final segmentation {e['prediction']} of the held-out volume, against {e['truth']} "
       f"({s['voxels']:,} labelled voxels in the mask):")

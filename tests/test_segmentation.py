@@ -219,7 +219,7 @@ def _stored_voxels(shape, region) -> int:
 
 
 @pytest.mark.parametrize("unit, region, expected", [
-    ((64, 64, 64), (161, 161, 161), (64, 128, 192)),  # 128^3 blocks would store 4x the voxels
+    ((64, 64, 64), (161, 161, 161), (64, 64, 192)),  # 128^3 blocks would store 4x the voxels
     ((64, 64, 64), (406, 406, 406), (64, 64, 448)),  # 406 = 3 x 128 + 22: a quarter of 128^3 blocks thin
     ((64, 64, 64), (323, 323, 323), (128, 128, 128)),  # 6 units of 64 pad to 384 whatever the blocks
 ])
@@ -235,7 +235,7 @@ def test_default_block_shape_leaves_less_padding_where_the_region_is_not_whole_b
 
 
 @pytest.mark.parametrize("region, expected", [
-    ((160, 160, 160), (80, 160, 160)),  # 2 blocks, nothing padded (whole 64^3 chunks: 6 blocks storing 2.3x)
+    ((160, 160, 160), (80, 160, 160)),  # 2 blocks, nothing padded (whole 64^3 chunks: 9 blocks storing 1.7x)
     ((254, 254, 254), (128, 128, 128)),  # 2% padded: the doubled chunk stays
     ((4096, 4096, 4096), (128, 128, 128)),
 ])

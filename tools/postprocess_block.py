@@ -56,7 +56,7 @@ class Options(BlockwiseOptions, OutputOptions):
         help="the blocks' write size in voxels (default: the output's chunk shape, or --shards, doubled along its "
              "shortest axis while it stays within 2^21 voxels, e.g. 128,128,128 from 64^3 chunks, and no longer "
              "than the region along an axis; or, where the region is not whole blocks of that, another shape of "
-             "whole chunks within 2^21 voxels that pads its edge blocks much less, e.g. 64,128,192 for 161^3; "
+             "whole chunks within 2^21 voxels that pads its edge blocks much less, e.g. 64,64,192 for 161^3; "
              "memory per worker grows with it)")
     chunk_shape: Optional[tuple] = flags.chunk_shape(help="chunk size of the output in voxels (default: the input's; "
                                                      "for instance labels in default blocks, the block shape: "
