@@ -175,6 +175,37 @@ def _zarray(array_dir) -> dict:
     return json.loads((array_dir / "s0" / ".zarray").read_text())
 
 
+def test_a_run_resumes_with_the_blocks_it_started_with(capsys, tmp_path, monkeypatch):
+    """An output that an earlier run began with other blocks than today's default (another version's, or flags
+    since dropped) is resumed with its own blocks and chunks, the blocks it finished skipped, not refused."""
+    from test_relabel import components
+
+    monkeypatch.chdir(tmp_path)
+    prediction = np.random.default_rng(4).random((40, 40, 40)).astype(np.float32)
+    write(f"{tmp_path}/d.zarr/pred", prediction, (1, 1, 1), (0, 0, 0), (8, 8, 8))
+    common = ["--input", f"{tmp_path}/d.zarr/pred", "--output", f"{tmp_path}/s.zarr/fragments", "--method",
+              "connected_components"]
+    code, captured = run(postprocess, capsys, *common, "--block-shape", "16,16,16", "--chunk-shape", "16,16,16",
+                         "--block-id", "0")
+    assert code == 0, captured.err
+    code, captured = run(postprocess, capsys, *common, "--list-blocks")
+    assert code == 0, captured.err
+    assert json.loads(captured.out.splitlines()[-1])["block_shape_voxels"] == [16, 16, 16]
+    code, captured = run(postprocess, capsys, *common, "--workers", "2")
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert (summary["blocks"], summary["skipped"], summary["processed"]) == (27, 1, 26)
+    assert _zarray(tmp_path / "s.zarr" / "fragments")["chunks"] == [16, 16, 16]
+    code, captured = run(relabel, capsys, "--input", f"{tmp_path}/s.zarr/fragments", "--output",
+                         f"{tmp_path}/s.zarr/segmentation")
+    assert code == 0, captured.err
+    assert_same_partition(open_volume(f"{tmp_path}/s.zarr/segmentation").read(), components(prediction > 0.5, 6))
+    # a new output over the same input takes today's default blocks (whole granules, one chunk a block)
+    code, captured = run(postprocess, capsys, *common[:3], f"{tmp_path}/s.zarr/other", *common[4:])
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["blocks"] == 1
+
+
 def test_fragments_default_to_lz4_and_the_final_segmentation_keeps_zstd(capsys, tmp_path, monkeypatch):
     """Instance labels (an intermediate relabel reads once) are stored with blosc lz4 unless --compression says
     otherwise, one chunk a default block unless --chunk-shape says otherwise; class maps and relabel's output keep

@@ -155,7 +155,12 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
     storage["chunk_shape"] = storage["chunk_shape"] or tuple(source.chunk_shape)
     unit = storage["shards"] or storage["chunk_shape"]
     block_shape = request.block_shape
-    if block_shape is None and len(unit) == ndim:
+    earlier = None if block_shape is not None or storage["overwrite"] else _earlier_layout(output, roi)
+    if earlier is not None:  # a run to resume: its blocks and chunks, whatever today's defaults would be
+        block_shape = earlier[0]
+        if not chunks_given and not storage["shards"]:
+            storage["chunk_shape"] = unit = earlier[1]
+    elif block_shape is None and len(unit) == ndim:
         own_chunks = instances and not chunks_given and not storage["shards"]  # fragments: one chunk a block
         block_shape = default_block_shape(unit, roi.shape / source.voxel_size, context=tuple(context),
                                           granule=(FRAGMENT_GRANULE,) * ndim if own_chunks else None,
@@ -189,6 +194,23 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
                            request.launcher)
     return {"output": output, "method": chosen.method, "params": chosen.params, "instances": instances,
             "join": join, "context": list(context), "min_size": chosen.min_size, **counts}
+
+
+def _earlier_layout(output: str, roi) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The block shape and chunk shape (voxels) that an earlier postprocess-block run over ``roi`` recorded in the
+    existing ``output``; None where there is none (a re-run without ``--block-shape`` resumes with the blocks it
+    started with, even where this version's default would differ)."""
+    from ..errors import VolumeError
+    from ..volumes import open_volume
+
+    try:
+        existing = open_volume(output)
+    except VolumeError:
+        return None
+    info = existing.array.attrs.get(ATTRIBUTE)
+    if not isinstance(info, dict) or info.get("roi") != format_roi(roi) or not info.get("block_shape"):
+        return None
+    return tuple(int(v) for v in info["block_shape"]), tuple(int(v) for v in existing.chunk_shape)
 
 
 def _context(given, chosen: Recipe, ndim: int) -> Coordinate:
