@@ -135,7 +135,7 @@ def rows(result: dict) -> list[dict]:
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="grow the volume (voxels)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (median and spread)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each measurement (median and spread)")
     parser.add_argument("--methods", default=",".join(METHODS), help="the methods to measure, comma-separated")
     args = parser.parse_args()
     sys.path.insert(0, HERE)
