@@ -55,9 +55,10 @@ class Options(BlockwiseOptions, OutputOptions):
     block_shape: Optional[tuple] = flags.block_shape(
         help="the blocks' write size in voxels (default: the output's chunk shape, or --shards, doubled along its "
              "shortest axis while it stays within 2^21 voxels, e.g. 128,128,128 from 64^3 chunks, and no longer "
-             "than the region along an axis; or, where the region is not whole blocks of that, another shape of "
-             "whole chunks within 2^21 voxels that pads its edge blocks much less, e.g. 64,64,192 for 161^3; "
-             "memory per worker grows with it)")
+             "than the region along an axis; or, where the region is not whole blocks of that, another shape "
+             "within 2^21 voxels that pads its edge blocks much less: of whole chunks, e.g. 64,64,192 for 161^3, "
+             "or for instance labels, whose chunks are the blocks, of whole 8s, e.g. 80,160,160 for 160^3; an "
+             "output that a run began keeps the blocks it records; memory per worker grows with it)")
     chunk_shape: Optional[tuple] = flags.chunk_shape(help="chunk size of the output in voxels (default: the input's; "
                                                      "for instance labels in default blocks, the block shape: "
                                                      "written and read a block at a time)", default=None)
