@@ -27,26 +27,30 @@ TASK = {"kind": "affinities", "neighborhood": [[1, 0, 0], [0, 1, 0], [0, 0, 1], 
         "lsd_sigma": 32}
 
 
+def _write_prediction(url: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Synthetic cells of ``shape`` (8 nm voxels) and, written to ``url``, a noisy float32 prediction of them; their
+    labels."""
+    labels = generate_block(shape, (8, 8, 8), (0, 0, 0), (0, 0, 0), shape,
+                            SyntheticParams(seed=5, cell_size=120.0))["labels"]
+    roi = Roi((0, 0, 0), tuple(s * 8 for s in shape))
+    noisy = (labels > 0) * 0.8 + np.random.default_rng(1).random(shape) * 0.3
+    prepare_volume(url, roi, (8, 8, 8), np.float32, (16, 16, 16)).write(roi, noisy.astype(np.float32))
+    return labels
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
-    arrays = generate_block(SHAPE, (8, 8, 8), (0, 0, 0), (0, 0, 0), SHAPE, SyntheticParams(seed=5, cell_size=120.0))
+    labels = _write_prediction(f"{root}/d.zarr/pred", SHAPE)
     roi = Roi((0, 0, 0), tuple(s * 8 for s in SHAPE))
-    prepare_volume(f"{root}/d.zarr/labels", roi, (8, 8, 8), np.uint64, (16, 16, 16)).write(roi, arrays["labels"])
-    noisy = (arrays["labels"] > 0) * 0.8 + np.random.default_rng(1).random(SHAPE) * 0.3
-    prepare_volume(f"{root}/d.zarr/pred", roi, (8, 8, 8), np.float32, (16, 16, 16)).write(roi, noisy.astype(np.float32))
+    prepare_volume(f"{root}/d.zarr/labels", roi, (8, 8, 8), np.uint64, (16, 16, 16)).write(roi, labels)
     (root / "task.json").write_text(json.dumps(TASK))
     subprocess.run([str(BIN / "alfine-postprocess-block"), "--input", f"{root}/d.zarr/pred", "--output",
                     f"{root}/d.zarr/fragments", "--method", "connected_components", "--params", '{"threshold": 0.5}',
                     "--block-shape", "16,16,16", "--no-progress"], check=True, capture_output=True, cwd=root)
     # relabel's blocks are quick and its journals are written in batches (0.1 s): many small blocks, so that
     # a kill lands part way
-    big = generate_block(RELABEL_SHAPE, (8, 8, 8), (0, 0, 0), (0, 0, 0), RELABEL_SHAPE,
-                         SyntheticParams(seed=5, cell_size=120.0))["labels"]
-    big_roi = Roi((0, 0, 0), tuple(s * 8 for s in RELABEL_SHAPE))
-    big_noisy = (big > 0) * 0.8 + np.random.default_rng(1).random(RELABEL_SHAPE) * 0.3
-    prepare_volume(f"{root}/d.zarr/pred_large", big_roi, (8, 8, 8), np.float32, (16, 16, 16)).write(
-        big_roi, big_noisy.astype(np.float32))
+    _write_prediction(f"{root}/d.zarr/pred_large", RELABEL_SHAPE)
     subprocess.run([str(BIN / "alfine-postprocess-block"), "--input", f"{root}/d.zarr/pred_large", "--output",
                     f"{root}/d.zarr/fragments8", "--method", "connected_components", "--params", '{"threshold": 0.5}',
                     "--block-shape", "8,8,8", "--chunk-shape", "8,8,8", "--no-progress"], check=True,
