@@ -1,4 +1,5 @@
-"""alfine.memory: a command's process makes at most the malloc arenas it is allowed (glibc)."""
+"""alfine.memory: a command's process makes at most the malloc arenas it is allowed and keeps the memory of freed
+block buffers for the next block (glibc)."""
 
 import os
 import subprocess
@@ -6,7 +7,7 @@ import sys
 
 import pytest
 
-from alfine.memory import limit_malloc_arenas
+from alfine.memory import keep_freed_memory, limit_malloc_arenas
 
 # 8 threads allocate at once; the number of arenas malloc made is read from glibc's malloc_info
 ARENAS_SCRIPT = """
@@ -50,3 +51,45 @@ def test_threads_share_the_arenas_allowed():
 def test_a_users_malloc_arena_max_is_left_alone(monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas(1) is False
+
+
+# a block's buffers of several sizes (MiB), allocated, written and freed block after block; minor page faults of each
+BLOCKS_SCRIPT = """
+import resource, sys
+import numpy as np
+from alfine.memory import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+counts = []
+for block in range(5):
+    before = faults()
+    arrays = [np.ones(n * 2**20 // 8) for n in (8, 16, 24, 2, 16)]
+    del arrays
+    counts.append(faults() - before)
+print(*counts)
+"""
+
+
+def _faults(mode: str, **env) -> list[int]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    done = subprocess.run([sys.executable, "-c", BLOCKS_SCRIPT, mode], capture_output=True, text=True, check=True,
+                          env={**clean, **env})
+    return [int(c) for c in done.stdout.split()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_freed_block_buffers_are_reused_without_page_faults():
+    default, kept = _faults("default"), _faults("keep")
+    assert default[0] > 1000 and kept[0] > 1000  # the first block faults its 66 MiB in either way
+    assert min(default[1:]) > default[0] / 4  # glibc's default gives much of it back and faults it in again
+    assert max(kept[1:]) < kept[0] / 20  # kept: the next blocks take the same memory
+
+
+def test_a_users_malloc_thresholds_are_left_alone(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")
+    assert keep_freed_memory() is False

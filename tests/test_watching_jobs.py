@@ -201,6 +201,17 @@ def test_a_progress_line_says_done_total_rate_and_time_left(monkeypatch):
     assert progress.format_seconds(42) == "42 s" and progress.format_seconds(3 * 3600) == "3.0 h"
 
 
+def test_progress_turned_off_counts_without_a_bar_or_tqdm():
+    code = ("import sys; from alfine import progress; progress.set_enabled(False)\n"
+            "with progress.bar(total=3, desc='x', unit='block', initial=1) as bar:\n"
+            "    bar.update(); bar.set_postfix(loss=1)\n"
+            "items = list(progress.bar(range(4)))\n"
+            "print(bar.n, bar.total, items, 'tqdm' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "3", "[0,", "1,", "2,", "3]", "False"] and done.stderr == ""
+
+
 def test_status_of_downsample_counts_each_level(prediction):
     def alfine(*args):
         return subprocess.run([str(BIN / "alfine"), "downsample", "--input", "d.zarr/pred", *args], cwd=prediction,

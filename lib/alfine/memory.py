@@ -6,6 +6,14 @@ import os
 
 M_ARENA_MAX = -8
 """glibc's ``mallopt`` parameter: the most malloc arenas the process makes (its default is 8 per core)."""
+M_TRIM_THRESHOLD = -1
+"""glibc's ``mallopt`` parameter: free memory at the top of a heap above this many bytes goes back to the system."""
+M_MMAP_THRESHOLD = -3
+"""glibc's ``mallopt`` parameter: allocations of this many bytes or more get memory of their own from the system."""
+MMAP_THRESHOLD = 32 * 2**20
+"""The most glibc allows for ``M_MMAP_THRESHOLD`` on 64-bit systems (half its largest heap)."""
+TRIM_THRESHOLD = 512 * 2**20
+"""Free memory a process keeps for its next blocks (see :func:`keep_freed_memory`)."""
 
 
 def limit_malloc_arenas(arenas: int | None = None) -> bool:
@@ -18,11 +26,38 @@ def limit_malloc_arenas(arenas: int | None = None) -> bool:
     Left alone where the user set ``MALLOC_ARENA_MAX`` (glibc applied it already) and off glibc."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # this process's own symbols: no search (ctypes.util starts programs)
-    except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt)
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
     count = arenas if arenas is not None else len(os.sched_getaffinity(0))
     return bool(mallopt(M_ARENA_MAX, max(1, count)))
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep the memory of freed arrays under 32 MiB for the next ones (up to
+    :data:`TRIM_THRESHOLD` free at once) instead of giving it back to the system; whether it was set.
+
+    A block's arrays (a 128³ block of uint64 labels is 16 MiB) are otherwise mapped afresh for every block
+    and unmapped when freed, and the system then clears every page of them again on first touch: a minor
+    page fault each 4 KiB, which on 2 cores made a third of the CPU time of relabelling 254³ (measured: 107-148
+    thousand faults, 0.30-0.35 s of system time; kept: 40 thousand and 0.17 s, 10 % less wall time). The peak
+    memory is the same (the memory kept is what the next block takes). Left alone where the user set either
+    threshold (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES``) and off glibc."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")) or any(
+            name in tunables for name in ("mmap_threshold", "trim_threshold")):
+        return False
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def _mallopt():
+    """glibc's ``mallopt``, or None off glibc (macOS, musl without it)."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).mallopt  # this process's own symbols: no search (ctypes.util starts programs)
+    except (OSError, AttributeError):
+        return None
