@@ -4,8 +4,8 @@ The input is the synthetic volume's raw / 255 as a float32 "prediction" (192³ a
 :func:`bench_relabel.make_volume`). alfine: ``alfine-postprocess-block``'s main function with
 ``--method connected_components`` (threshold 0.5) and ``--method watershed`` (a distance-like map:
 seeds above 0.8, mask above 0.5), with 1 worker (in this process, no scheduler) and with 2 workers
-(threads of this process: both methods run without the GIL), each into a new output. Two references in
-this process, interleaved with alfine's runs:
+(threads of this process: their I/O and codecs overlap; cc3d's labelling does not, see the registry), each
+into a new output. Two references in this process, interleaved with alfine's runs:
 
 - **copy**: a plain copy with zarr-python: read the input array whole and write alfine's output
   (uint64, its chunks and compressor, already in memory) into a new array: the I/O floor;
