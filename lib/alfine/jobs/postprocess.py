@@ -190,6 +190,8 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
     process = PostprocessBlock(input_url, output, chosen.method, chosen.params, chosen.offsets,
                                chosen.channels, instances, block_voxels, format_roi(roi),
                                views=bool(join and join["rule"] == "overlap"))
+    process.share(input_url, "r", source)
+    process.share(output, "r+", segmentation)
     counts = blockwise.run("postprocess-block", blocks, segmentation, process, request.workers, request.block_id,
                            request.launcher)
     return {"output": output, "method": chosen.method, "params": chosen.params, "instances": instances,

@@ -77,8 +77,11 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
     summary = _numbering(work, layout, min_size, write_markers)
     if in_place and (info or {}).get("block_records"):  # the ids change: postprocess-block's records go stale
         target.array.attrs[ATTRIBUTE] = {**info, "block_records": False}
-    counts = run_blocks("relabel (write)", layout, WriteBlock(input_url, output, work, in_place),
-                        write_markers, workers=request.workers, block_id=request.block_id, launcher=request.launcher)
+    write = WriteBlock(input_url, output, work, in_place)
+    write.share(input_url, "r", source)
+    write.share(output, "r+", target)
+    counts = run_blocks("relabel (write)", layout, write, write_markers, workers=request.workers,
+                        block_id=request.block_id, launcher=request.launcher)
     target.array.attrs.update({"alfine_relabel": {"objects": summary["objects"], "min_size": min_size,
                                                   "records": work}})
     return {"output": output, "step": "write", "in_place": in_place, "join": join, **summary,
