@@ -93,3 +93,28 @@ def test_a_users_malloc_thresholds_are_left_alone(monkeypatch):
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")
     assert keep_freed_memory() is False
+
+
+FREEZE_SCRIPT = """
+import gc, weakref
+from alfine.memory import freeze_at_first_full_collection
+gc.collect()
+before = gc.get_freeze_count()
+freeze_at_first_full_collection()
+freeze_at_first_full_collection()  # once per process
+kept = [[i] for i in range(1000)]  # alive at the first full collection: frozen
+gc.collect(1)
+young = gc.get_freeze_count()  # a young collection freezes nothing
+gc.collect()
+frozen = gc.get_freeze_count()
+class Node:
+    pass
+cycle = Node(); cycle.me = cycle; alive = weakref.ref(cycle); del cycle  # garbage made afterwards
+gc.collect()
+print(before, young, frozen > 1000, alive() is None, frozen == gc.get_freeze_count(), len(gc.callbacks))
+"""
+
+
+def test_the_first_full_collection_freezes_what_is_alive_and_later_garbage_is_still_collected():
+    done = subprocess.run([sys.executable, "-c", FREEZE_SCRIPT], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0", "0", "True", "True", "True", "0"]

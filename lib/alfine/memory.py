@@ -54,6 +54,33 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
+_freezing = False
+
+
+def freeze_at_first_full_collection() -> None:
+    """Have Python's first full garbage collection from now on freeze the objects then alive instead of scanning
+    them (``gc.freeze``): later full collections skip them, while everything made afterwards is collected as usual.
+
+    A command imports its libraries when it starts working (numpy, zarr, tensorstore, alfine: about a million
+    objects), and soon after, Python runs one full collection over them all: 16-25 ms on these machines, a fifth of
+    postprocess-block and relabel of a small volume together (measured on 64³: 96-107 ms with it, 66-77 ms without).
+    The objects alive at that moment are the modules and the command's setup, which live as long as the process
+    (cyclic garbage not yet collected then is kept too: once, and little). Once per process: a second call (a test process running many commands) changes nothing."""
+    import gc
+
+    global _freezing
+    if _freezing:
+        return
+    _freezing = True
+
+    def freeze(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2 and freeze in gc.callbacks:
+            gc.callbacks.remove(freeze)
+            gc.freeze()  # before the collection runs (callbacks come first): it finds nothing left to scan
+
+    gc.callbacks.append(freeze)
+
+
 def _mallopt():
     """glibc's ``mallopt``, or None off glibc (macOS, musl without it)."""
     import ctypes

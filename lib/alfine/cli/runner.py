@@ -22,7 +22,7 @@ from typing import Any, Optional
 from argparse_dataclass import ArgumentParser
 
 from .. import code_gate
-from ..memory import keep_freed_memory, limit_malloc_arenas
+from ..memory import freeze_at_first_full_collection, keep_freed_memory, limit_malloc_arenas
 from ..redaction import RedactingFilter, redact
 from .flags import flag
 
@@ -266,6 +266,7 @@ def run(options_cls: type, body: Callable[[Any], dict], description: str, argv: 
         _object_store_defaults()
         limit_malloc_arenas()
         keep_freed_memory()
+        freeze_at_first_full_collection()
         started = time.perf_counter()
         _catch_sigterm()
         named, allow_any = _allowed_code(options_cls, options, given)
