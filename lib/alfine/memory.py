@@ -65,7 +65,8 @@ def freeze_at_first_full_collection() -> None:
     objects), and soon after, Python runs one full collection over them all: 16-25 ms on these machines, a fifth of
     postprocess-block and relabel of a small volume together (measured on 64³: 96-107 ms with it, 66-77 ms without).
     The objects alive at that moment are the modules and the command's setup, which live as long as the process
-    (cyclic garbage not yet collected then is kept too: once, and little). Once per process: a second call (a test process running many commands) changes nothing."""
+    (cyclic garbage not yet collected then is kept too: once, and little). Once per process: a second call (a test
+    process running many commands) changes nothing."""
     import gc
 
     global _freezing
