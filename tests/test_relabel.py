@@ -344,3 +344,22 @@ def test_relabel_from_block_records_equals_relabel_from_the_volume(shape, block,
     np.testing.assert_array_equal(workers, records)
     assert_consecutive(records)
     assert_same_partition(records, components(data > threshold, connectivity))
+
+
+def test_blocks_in_this_process_use_the_commands_volumes_and_a_worker_opens_its_own(tmp_path):
+    import pickle
+
+    from alfine.segmentation.relabel import WriteBlock
+
+    data = np.arange(8**3, dtype=np.uint64).reshape(8, 8, 8)
+    volume = prepare_volume(f"{tmp_path}/d.zarr/seg", Roi((0, 0, 0), (8, 8, 8)), (1, 1, 1), np.uint64, (8, 8, 8))
+    volume.write(volume.roi, data)
+    block = WriteBlock(f"{tmp_path}/d.zarr/seg", f"{tmp_path}/d.zarr/seg", "work")
+    block.share(f"{tmp_path}/d.zarr/seg", "r+", volume)
+    assert block.volume(f"{tmp_path}/d.zarr/seg", mode="r+") is volume  # no second open
+    opened = block.volume(f"{tmp_path}/d.zarr/seg")  # another mode: opened here
+    assert opened is not volume and opened is block.volume(f"{tmp_path}/d.zarr/seg")
+    worker = pickle.loads(pickle.dumps(block))  # what daisy sends a worker: no opened volume travels
+    assert "_volumes" not in worker.__dict__
+    mine = worker.volume(f"{tmp_path}/d.zarr/seg", mode="r+")
+    assert mine is not volume and np.array_equal(mine.read(), data)
