@@ -208,3 +208,31 @@ def test_a_changed_layout_is_refused(output):
 
 def test_markers_live_beside_the_output():
     assert markers_url_for("s3://b/x.zarr/pred/affs") == "s3://b/x.zarr/.alfine-blocks/pred/affs"
+
+
+def test_a_read_started_ahead_is_taken_by_its_block_and_one_not_started_runs_then():
+    import threading
+
+    from alfine.blockwise import read_ahead
+
+    here = threading.current_thread()
+    where = {}
+
+    def read(name):
+        def run():
+            where[name] = threading.current_thread()
+            if name == "bad":
+                raise OSError("disk gone")
+            return f"data of {name}"
+        return run
+
+    read_ahead.start(("in.zarr", 1), read("ahead"))
+    assert read_ahead.take(("in.zarr", 1), read("now")) == "data of ahead" and where["ahead"] is not here
+    assert read_ahead.take(("in.zarr", 1), read("now")) == "data of now" and where["now"] is here  # taken once
+    read_ahead.start(("in.zarr", 2), read("bad"))
+    with pytest.raises(OSError, match="disk gone"):  # the read's error reaches the block that needs it
+        read_ahead.take(("in.zarr", 2), read("now"))
+    for block in range(3, 3 + read_ahead.KEEP + 1):  # nobody takes them: the oldest is dropped
+        read_ahead.start(("in.zarr", block), read(f"block {block}"))
+    assert read_ahead.take(("in.zarr", 3), lambda: "read again") == "read again"
+    assert read_ahead.take(("in.zarr", 3 + read_ahead.KEEP), read("x")) == f"data of block {3 + read_ahead.KEEP}"

@@ -24,7 +24,6 @@ undone by :meth:`alfine.volumes.Volume.read`) for tasks whose outputs are bounde
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -32,7 +31,7 @@ import numpy as np
 from funlib.geometry import Roi
 
 from ..architectures import ArchitectureConfig
-from ..blockwise import BlockLayout
+from ..blockwise import BlockLayout, read_ahead
 from ..blockwise.contract import check_plan, print_blocks, run
 from ..configs import from_dict, to_dict
 from ..datasplits import Normalisation, Percentile, normalise
@@ -97,10 +96,6 @@ def predictor_for(spec) -> Any:
     return _CACHE[key]
 
 
-_READ_AHEAD: dict[tuple[str, int], Future] = {}  # (raw URL, block id) -> its input being read
-_READER: list[ThreadPoolExecutor] = []
-
-
 @dataclass
 class PredictBlock:
     """The block function of a prediction (picklable: a spec, URLs and configs; the volumes it opens are
@@ -131,16 +126,11 @@ class PredictBlock:
         return data if raw.geometry.channel_dims else data[None]
 
     def prefetch(self, block) -> None:
-        """Start reading ``block``'s input in a thread; the call processing it takes it from there."""
-        if not _READER:
-            _READER.append(ThreadPoolExecutor(1, thread_name_prefix="alfine-read-ahead"))
-        _READ_AHEAD[(self.raw, block.id)] = _READER[0].submit(self.read_input, block)
-        while len(_READ_AHEAD) > 2:  # the block about to be processed and the next: drop older, unused reads
-            _READ_AHEAD.pop(next(iter(_READ_AHEAD))).cancel()
+        """Start reading ``block``'s input (:mod:`~alfine.blockwise.read_ahead`); the call processing it takes it."""
+        read_ahead.start((self.raw, block.id), lambda: self.read_input(block))
 
     def __call__(self, block) -> None:
-        ahead = _READ_AHEAD.pop((self.raw, block.id), None)
-        data = ahead.result() if ahead is not None else self.read_input(block)
+        data = read_ahead.take((self.raw, block.id), lambda: self.read_input(block))
         prediction = predictor_for(self.spec)(data)
         output = self._volume(self.output, "r+")
         keep = tuple(slice(0, s) for s in block.write_roi.shape / output.voxel_size)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..blockwise import read_ahead
 from ..errors import UserError
 from ..geometry import voxel_slices
 from . import records
@@ -170,10 +171,21 @@ class PostprocessBlock(OpensVolumes):
 
         return not is_user_function(self.method) and METHODS[self.method].threads
 
+    def _read(self, block):
+        """The block's input as it is stored, and the region it covers: at the volume's border, what a whole-volume
+        run sees."""
+        source = self.volume(self.input)
+        read_roi = block.read_roi.intersect(source.roi)
+        return source.read(read_roi), read_roi
+
+    def prefetch(self, block) -> None:
+        """Start reading ``block``'s input (:mod:`~alfine.blockwise.read_ahead`); the call processing it takes it."""
+        read_ahead.start((self.input, block.id), lambda: self._read(block))
+
     def __call__(self, block) -> None:
         source = self.volume(self.input)
-        read_roi = block.read_roi.intersect(source.roi)  # at the volume's border, what a whole-volume run sees
-        prediction = prediction_of(source.read(read_roi), source.geometry.channel_dims, self.channels)
+        data, read_roi = read_ahead.take((self.input, block.id), lambda: self._read(block))
+        prediction = prediction_of(data, source.geometry.channel_dims, self.channels)
         result = apply(self.method, prediction, self.params, self.offsets)
         spatial = prediction.shape[1:]
         if tuple(result.shape[-len(spatial):]) != tuple(spatial):
