@@ -210,29 +210,45 @@ def test_markers_live_beside_the_output():
     assert markers_url_for("s3://b/x.zarr/pred/affs") == "s3://b/x.zarr/.alfine-blocks/pred/affs"
 
 
-def test_a_read_started_ahead_is_taken_by_its_block_and_one_not_started_runs_then():
+def test_a_read_started_ahead_is_taken_by_its_block_and_one_not_begun_runs_in_the_block():
     import threading
 
     from alfine.blockwise import read_ahead
 
     here = threading.current_thread()
-    where = {}
+    where, began, release = {}, threading.Event(), threading.Event()
 
-    def read(name):
+    def read(name, hold=False):
         def run():
             where[name] = threading.current_thread()
+            began.set()
+            if hold:
+                release.wait(10)
             if name == "bad":
                 raise OSError("disk gone")
             return f"data of {name}"
         return run
 
-    read_ahead.start(("in.zarr", 1), read("ahead"))
+    read_ahead.start(("in.zarr", 1), read("ahead", hold=True))
+    assert began.wait(10)
+    read_ahead.start(("in.zarr", 2), read("queued"))  # behind block 1's read: not begun when block 2 wants it
+    assert read_ahead.take(("in.zarr", 2), read("block 2")) == "data of block 2" and where["block 2"] is here
+    release.set()
     assert read_ahead.take(("in.zarr", 1), read("now")) == "data of ahead" and where["ahead"] is not here
-    assert read_ahead.take(("in.zarr", 1), read("now")) == "data of now" and where["now"] is here  # taken once
-    read_ahead.start(("in.zarr", 2), read("bad"))
+    assert "queued" not in where and "now" not in where
+    assert read_ahead.take(("in.zarr", 1), read("again")) == "data of again"  # taken once
+    began.clear()
+    read_ahead.start(("in.zarr", 3), read("bad", hold=True))
+    assert began.wait(10)
     with pytest.raises(OSError, match="disk gone"):  # the read's error reaches the block that needs it
-        read_ahead.take(("in.zarr", 2), read("now"))
-    for block in range(3, 3 + read_ahead.KEEP + 1):  # nobody takes them: the oldest is dropped
+        read_ahead.take(("in.zarr", 3), read("now"))
+    release.clear()
+    began.clear()
+    read_ahead.start(("in.zarr", 4), read("block 4", hold=True))
+    assert began.wait(10)
+    for block in range(5, 5 + read_ahead.KEEP):  # nobody takes them: the oldest (4) is dropped
         read_ahead.start(("in.zarr", block), read(f"block {block}"))
-    assert read_ahead.take(("in.zarr", 3), lambda: "read again") == "read again"
-    assert read_ahead.take(("in.zarr", 3 + read_ahead.KEEP), read("x")) == f"data of block {3 + read_ahead.KEEP}"
+    release.set()
+    assert read_ahead.take(("in.zarr", 4), lambda: "read again") == "read again"
+    last = 4 + read_ahead.KEEP
+    assert read_ahead.take(("in.zarr", last), lambda: f"data of block {last}") == f"data of block {last}"

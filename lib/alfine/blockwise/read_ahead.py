@@ -1,6 +1,6 @@
-"""Reading a block's input while the block before it is processed (one worker, in order: see
-:func:`alfine.blockwise.runner.run_blocks`, which tells a block function with a ``prefetch(block)`` method the
-next block before it processes the current one).
+"""Reading a block's input while the blocks before it are processed (:func:`alfine.blockwise.runner.run_blocks`
+tells a block function with a ``prefetch(block)`` method the next block to start, in this process: one worker, or
+worker threads).
 
 The reads run one at a time in a thread of their own; volume reads spend their time in code that releases the
 GIL (tensorstore, zarr's codecs), so they overlap the block's own work. At most :data:`KEEP` reads are held: the
@@ -32,6 +32,9 @@ def start(key: Hashable, read: Callable[[], T]) -> None:
 
 
 def take(key: Hashable, read: Callable[[], T]) -> T:
-    """What the read started for ``key`` returned (its error raised here), or ``read()`` now where none was started."""
+    """What the read started for ``key`` returned (its error raised here), or ``read()`` now where none was started
+    or it has not begun yet (so that blocks in several threads never wait in the read-ahead thread's queue)."""
     ahead = _reads.pop(key, None)
-    return ahead.result() if ahead is not None else read()
+    if ahead is None or ahead.cancel():
+        return read()
+    return ahead.result()
