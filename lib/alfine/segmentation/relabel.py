@@ -35,7 +35,7 @@ from typing import ClassVar
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from ..blockwise import BlockLayout
+from ..blockwise import BlockLayout, read_ahead
 from . import faces, records
 from .opened import OpensVolumes
 from .per_block import block_record_url, views_url
@@ -195,23 +195,42 @@ class WriteBlock(OpensVolumes):
     in_place: bool = False
     threads: ClassVar[bool] = True  # safe to run in threads (see alfine.blockwise.runner)
 
+    def _labels(self, block) -> np.ndarray:
+        """The block's labels as the input holds them (uint64)."""
+        return np.ascontiguousarray(self.volume(self.input).read(block.write_roi)).astype(np.uint64, copy=False)
+
+    def _mapping(self, block) -> dict:
+        return records.load_arrays(f"{self.work}/mapping/{block.id}.npz")
+
+    def _inputs(self, block) -> tuple[np.ndarray, dict]:
+        return self._labels(block), self._mapping(block)
+
+    def prefetch(self, block) -> None:
+        """Start reading ``block``'s labels and map (:mod:`~alfine.blockwise.read_ahead`), unless in place (where a
+        block's labels may come from its saved original instead)."""
+        if not self.in_place:
+            read_ahead.start((self.input, block.id), lambda: self._inputs(block))
+
     def __call__(self, block) -> None:
-        if self.in_place and records.exists(written_url(self.work, block.id)):
+        if not self.in_place:
+            self._write(block, *read_ahead.take((self.input, block.id), lambda: self._inputs(block)))
+            return
+        if records.exists(written_url(self.work, block.id)):
             return
         original = f"{self.work}/originals/{block.id}.npz"
-        saved = records.load_arrays_if_any(original) if self.in_place else None
+        saved = records.load_arrays_if_any(original)
         if saved is not None:
             labels = saved["labels"]
         else:
-            labels = np.ascontiguousarray(self.volume(self.input).read(block.write_roi)).astype(np.uint64, copy=False)
-            if self.in_place:
-                records.save_arrays(original, compress=True, labels=labels)
-        mapping = records.load_arrays(f"{self.work}/mapping/{block.id}.npz")
+            labels = self._labels(block)
+            records.save_arrays(original, compress=True, labels=labels)
+        self._write(block, labels, self._mapping(block))
+        records.save_json(written_url(self.work, block.id), {"block": block.id})
+        records.remove(original)
+
+    def _write(self, block, labels: np.ndarray, mapping: dict) -> None:
         out = map_ids(labels, mapping["ids"], mapping["new_ids"], overwrite=labels.flags.writeable)
         self.volume(self.output, mode="r+").write(block.write_roi, out)
-        if self.in_place:
-            records.save_json(written_url(self.work, block.id), {"block": block.id})
-            records.remove(original)
 
 
 def written_url(work: str, block_id: int) -> str:
