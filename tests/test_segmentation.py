@@ -17,7 +17,7 @@ from alfine.segmentation.faces import (
     slab_pairs,
     unique_pairs,
 )
-from alfine.segmentation.numbering import _distinct, number_objects
+from alfine.segmentation.numbering import number_objects
 from alfine.segmentation.per_block import BLOCK_VOXELS, _block_unique, block_unique, default_block_shape
 from alfine.segmentation.relabel import map_ids
 from alfine.segmentation.unionfind import join
@@ -119,14 +119,6 @@ def test_numbering_is_consecutive_with_global_sizes():
     # objects: {1}: 4, {2, 11}: 2 (removed), {3, 12}: 7, {10}: 1 (removed)
     assert maps == {0: {1: 1, 2: 0, 3: 2}, 1: {10: 0, 11: 0, 12: 2}}
     assert sizes.tolist() == [4, 7]
-
-
-def test_distinct_ids_are_numpys_unique():
-    rng = np.random.default_rng(3)
-    for values in (np.zeros(0, np.uint64), np.array([5], np.uint64), rng.integers(0, 40, 500).astype(np.uint64),
-                   rng.integers(0, 2**63, 300, dtype=np.uint64)):
-        found = _distinct(values)
-        assert found.dtype == values.dtype and np.array_equal(found, np.unique(values))
 
 
 def test_block_unique_ids_do_not_collide():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import fastremap
 import numpy as np
 
 from .unionfind import join
@@ -36,7 +37,7 @@ def number_objects(block_ids: Iterable[int], record: Callable[[int], Record], mi
         faces.append(r["face"].astype(np.uint64))
         pairs.append(r["pairs"].astype(np.uint64).reshape(-1, 2))
     pairs = np.concatenate(pairs)
-    face = _distinct(np.concatenate(faces + [pairs.ravel()]))
+    face = fastremap.unique(np.concatenate(faces + [pairs.ravel()]))
     del faces
     root = join(face, pairs)
     del pairs
@@ -55,7 +56,7 @@ def number_objects(block_ids: Iterable[int], record: Callable[[int], Record], mi
         ids, counts = r["ids"].astype(np.uint64), r["counts"].astype(np.int64)
         on_face, where = _face_members(ids, face)
         objects = root_index[where]
-        first = _distinct(objects[~seen[objects]])  # face objects this block is the first to meet
+        first = fastremap.unique(objects[~seen[objects]])  # face objects this block is the first to meet
         seen[first] = True
         # candidates: the inner ids and the newly met face objects, keyed by their smallest old id
         keys = np.concatenate([ids[~on_face], roots[first]])
@@ -84,11 +85,3 @@ def _face_members(ids: np.ndarray, face: np.ndarray) -> tuple[np.ndarray, np.nda
     on_face = (where < len(face)) & (face[where_clipped] == ids) if len(face) else np.zeros(len(ids), bool)
     return on_face, where[on_face]
 
-
-def _distinct(values: np.ndarray) -> np.ndarray:
-    """The distinct ``values``, sorted (``np.unique``'s result, without its first call's import of ``numpy.ma``:
-    10-17 ms of every relabel command)."""
-    ordered = np.sort(values)
-    keep = np.ones(len(ordered), bool)
-    keep[1:] = ordered[1:] != ordered[:-1]
-    return ordered[keep]
