@@ -81,6 +81,23 @@ def test_precedence_default_environment_config_command_line(tmp_path, monkeypatc
     assert _options([]).workers == 5
 
 
+def test_a_callable_description_is_written_only_for_help():
+    """Parsing arguments never calls the description (a registry's help); --help calls it once and prints it."""
+    from alfine.cli.runner import build_parser
+    from alfine_tools.synthesize import Options
+
+    calls = []
+
+    def description():
+        calls.append(1)
+        return "text written on demand"
+
+    parser, _ = build_parser(Options, "alfine-synthesize", description)
+    assert parser.parse_args(["--workers", "2"]).workers == 2 and calls == []
+    assert "text written on demand" in parser.format_help() and calls == [1]
+    assert "text written on demand" in parser.format_help() and calls == [1]
+
+
 def test_environment_values_are_parsed_and_checked(monkeypatch):
     options = _options([], {"ALFINE_SHAPE": "16,32,64", "ALFINE_NO_PROGRESS": "yes"}, monkeypatch)
     assert options.shape == (16, 32, 64) and options.no_progress is True

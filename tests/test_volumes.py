@@ -387,3 +387,44 @@ def test_opening_on_s3_reads_each_metadata_object_once(s3_bucket, monkeypatch, z
     _assert_geometry(level)
     np.testing.assert_array_equal(level.read(), data)
     _assert_geometry(open_volume(f"s3://{s3_bucket}/v{zarr_format}.zarr/bare"))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_local_metadata_is_read_and_written_in_place_and_is_zarrs_own(tmp_path, monkeypatch, zarr_format):
+    """Creating and opening a local volume hands no metadata file to a thread (zarr's local store hands each to one:
+    about 31 to create an image); chunks still go through threads; zarr's own store reads back the same
+    metadata and data; opening a missing container to update it fails and creates no folder."""
+    import asyncio
+
+    hops = []
+    real = asyncio.to_thread
+
+    async def counted(function, *args, **kwargs):
+        if getattr(function, "__name__", "") in ("_get", "_put", "is_file"):  # the store's (codecs have their own)
+            hops.append(args[0] if args else function)
+        return await real(function, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    url = f"{tmp_path}/c.zarr/group/seg"
+    roi = Roi(OFFSET, Coordinate(8, 8, 8) * Coordinate(VOXEL_SIZE))
+    volume = prepare_volume(url, roi, VOXEL_SIZE, "uint16", (4, 4, 4), zarr_format=zarr_format, label=True)
+    again = open_volume(url, "r+")
+    assert hops == []
+    data = _data((8, 8, 8))
+    volume.array[...] = data  # zarr-python's chunk writes: through threads, as before
+    assert len(hops) == 8 and not any(str(h).endswith(("zarr.json", ".zarray", ".zattrs", ".zgroup")) for h in hops)
+    monkeypatch.setattr(asyncio, "to_thread", real)
+
+    theirs = zarr.open_group(f"{tmp_path}/c.zarr", mode="r")["group/seg"]  # zarr's own LocalStore
+    assert theirs.attrs.asdict() == zarr.open_group(again.url.store, path="group/seg", mode="r").attrs.asdict()
+    from alfine.volumes.metadata import ome_multiscales
+
+    assert ome_multiscales(theirs.attrs.asdict())[0]["datasets"][0]["path"] == "s0"
+    assert theirs["s0"].metadata == again.array.metadata
+    np.testing.assert_array_equal(theirs["s0"][...], data)
+    np.testing.assert_array_equal(open_volume(url).read(), data)
+    _assert_geometry(open_volume(url))
+
+    with pytest.raises(VolumeError, match="no zarr array or group"):
+        open_volume(f"{tmp_path}/missing.zarr/raw", "r+")
+    assert not (tmp_path / "missing.zarr").exists()

@@ -163,20 +163,34 @@ def _config_values(path: str, fields: dict[str, dataclasses.Field], hints: dict)
     return values
 
 
+class _LazyDescriptionParser(ArgumentParser):
+    """An argument parser whose description may be a callable, called for the text when help is written (a
+    command that only parses its arguments never writes it: the registry's help costs about a millisecond)."""
+
+    @property
+    def description(self) -> str | None:
+        text = self.__dict__.get("_description")
+        if callable(text):
+            text = self.__dict__["_description"] = text()
+        return text
+
+    @description.setter
+    def description(self, text: str | Callable[[], str] | None) -> None:
+        self.__dict__["_description"] = text
+
+
 def build_parser(options_cls: type, prog: str, description: str | Callable[[], str]
                  ) -> tuple[argparse.ArgumentParser, set[str]]:
     """The argument parser of ``options_cls`` and the names of its required flags. A callable ``description``
-    is called for the text (help that imports the library is written only when a parser is built).
+    is called for the text only when help is written (help that imports the library costs nothing otherwise).
 
     Required flags are checked after merging (they may come from ``--config`` or the
     environment), so argparse itself requires nothing.
     """
     from .. import __version__
 
-    if callable(description):
-        description = description()
-    parser = ArgumentParser(options_cls, prog=prog, description=description, epilog=ENV_HELP,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _LazyDescriptionParser(options_cls, prog=prog, description=description, epilog=ENV_HELP,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"{prog} (alfine) {__version__}",
                         help="print the version and exit")
     required = set()

@@ -52,9 +52,14 @@ class VolumeUrl:
         return self.container[len("file://"):] if self.container.startswith("file://") else self.container
 
     @property
-    def store(self) -> str:
-        """The container as zarr should open it: a plain path for local files (zarr's fast local store)."""
-        return self.local_container if self.is_local else self.container
+    def store(self):
+        """The container as zarr should open it: for local files a :class:`.local_store.MetadataLocalStore`
+        (zarr's local store, metadata without thread hops; it never creates the folder), elsewhere the URL."""
+        if not self.is_local:
+            return self.container
+        from .local_store import MetadataLocalStore
+
+        return MetadataLocalStore(self.local_container)
 
 
 def parse_volume_url(url: str) -> VolumeUrl:
