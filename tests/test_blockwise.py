@@ -252,3 +252,98 @@ def test_a_read_started_ahead_is_taken_by_its_block_and_one_not_begun_runs_in_th
     assert read_ahead.take(("in.zarr", 4), lambda: "read again") == "read again"
     last = 4 + read_ahead.KEEP
     assert read_ahead.take(("in.zarr", last), lambda: f"data of block {last}") == f"data of block {last}"
+
+
+class _HeldWrites:
+    """A stand-in for a volume under :mod:`alfine.blockwise.write_behind`: each write (of a block id) goes on until
+    the next block completes it, as if its compression ended while that block ran, or until it is waited for;
+    ``broken`` writes fail once."""
+
+    def __init__(self, events, broken=()):
+        self.events, self.broken, self.futures = events, set(broken), {}
+
+    def start_write(self, roi, data, handed_over=False):
+        from concurrent.futures import Future
+
+        assert handed_over  # a block's result is handed over, never copied
+        self.futures[data] = Future()
+        self.events.append(("write", data))
+        volume = self
+
+        class Held:
+            def result(self):
+                volume.complete(data)
+                return volume.futures[data].result()
+
+        return Held()
+
+    def complete(self, block_id):
+        future = self.futures.get(block_id)
+        if future is not None and not future.done():
+            if block_id in self.broken:
+                self.broken.discard(block_id)
+                future.set_exception(OSError(f"block {block_id}: disk full"))
+            else:
+                future.set_result(None)
+            self.events.append(("written", block_id))
+
+
+class WritesBehind:
+    """A block function whose write is left running; it completes the block before's."""
+
+    def __init__(self, volume):
+        self.volume = volume
+
+    def __call__(self, block):
+        from alfine.blockwise import write_behind
+
+        self.volume.events.append(("process", block.id))
+        self.volume.complete(block.id - 1)
+        write_behind.write(self.volume, block.write_roi, block.id)
+
+
+def test_one_worker_marks_a_block_done_only_after_its_writes_end_while_the_next_block_runs(output):
+    """Block k's writes go on while block k+1 is processed; k is marked done only once they have ended; a write
+    that fails has its block processed again (its write then waited for), and the job still finishes."""
+    layout = _layout()
+    markers = DoneMarkers(markers_url_for(output), layout)
+    events = []
+    real_append = markers.append
+    markers.append = lambda block_id: (events.append(("marked", block_id)), real_append(block_id))
+    volume = _HeldWrites(events, broken={4})
+    summary = run_blocks("ids", layout, WritesBehind(volume), markers, workers=1, max_retries=1)
+    assert summary == {"blocks": 18, "processed": 18, "skipped": 0}
+    assert markers.done_ids() == set(range(18))
+    position = {}
+    for index, event in enumerate(events):
+        position.setdefault(event, []).append(index)
+    for block_id in range(18):
+        marked = position[("marked", block_id)]
+        assert len(marked) == 1 and position[("written", block_id)][-1] < marked[0]
+        if block_id < 17:  # the next block ran while this one's write was still going
+            assert position[("process", block_id + 1)][0] < position[("written", block_id)][0] < marked[0]
+    assert len(position[("process", 4)]) == 2 and len(position[("write", 4)]) == 2  # processed again
+    assert position[("process", 5)][0] < position[("process", 4)][1] < position[("marked", 4)][0]
+
+
+def test_a_write_behind_outside_a_runners_collection_ends_before_it_returns():
+    from alfine.blockwise import write_behind
+
+    volume = _HeldWrites([])
+    waited = []
+
+    class Recorded:
+        def result(self):
+            waited.append(True)
+            raise OSError("disk full")
+
+    volume.start_write = lambda roi, data, handed_over=False: Recorded()
+    with pytest.raises(OSError, match="disk full"):
+        write_behind.write(volume, None, 7)
+    assert waited == [True]
+    with write_behind.collect() as writes:
+        write_behind.write(volume, None, 8)
+    assert waited == [True] and len(writes) == 1  # collected, not waited for
+    with pytest.raises(OSError, match="disk full"):
+        write_behind.finish(writes)
+    assert writes == [] and waited == [True, True]

@@ -31,7 +31,7 @@ import numpy as np
 from funlib.geometry import Roi
 
 from ..architectures import ArchitectureConfig
-from ..blockwise import BlockLayout, read_ahead
+from ..blockwise import BlockLayout, read_ahead, write_behind
 from ..blockwise.contract import check_plan, print_blocks, run
 from ..configs import from_dict, to_dict
 from ..datasplits import Normalisation, Percentile, normalise
@@ -130,11 +130,12 @@ class PredictBlock:
         read_ahead.start((self.raw, block.id), lambda: self.read_input(block))
 
     def __call__(self, block) -> None:
+        predictor = predictor_for(self.spec)  # built by the first block while its input is read ahead
         data = read_ahead.take((self.raw, block.id), lambda: self.read_input(block))
-        prediction = predictor_for(self.spec)(data)
+        prediction = predictor(data)
         output = self._volume(self.output, "r+")
         keep = tuple(slice(0, s) for s in block.write_roi.shape / output.voxel_size)
-        output.write(block.write_roi, prediction[(slice(None),) + keep])
+        write_behind.write(output, block.write_roi, prediction[(slice(None),) + keep])
 
 
 OUTPUT_DTYPES = ("float32", "uint8", "uint16")
@@ -199,11 +200,13 @@ def predict_volume(
     chunks = tuple(chunk_shape) if chunk_shape else tuple(block_voxels)
     check_plan(layout, output_url, shards or chunks, voxel_size, block_id, workers)
     names = task.channel_names()
+    process = PredictBlock(spec, raw_url, normalisation, output_url, layout)
+    if launcher is None and (workers == 1 or block_id is not None):  # blocks run here: the first is read meanwhile
+        process.prefetch(layout.block(0 if block_id is None else block_id))
     output = prepare_volume(output_url, roi, voxel_size, np.dtype(output_dtype), chunks, channels=(len(names),),
                             zarr_format=zarr_format, compression=compression, shards=shards, overwrite=overwrite,
                             scale=scale)
     output.array.attrs.update({"channel_names": names, "alfine_task": spec.task, "alfine_predictor": spec.describe()})
-    process = PredictBlock(spec, raw_url, normalisation, output_url, layout)
     counts = run("predict", layout, output, process, workers=workers, block_id=block_id, launcher=launcher)
     return {"output": output_url, "raw": raw_url, "context": list(architecture.context()),
             "channel_names": names, "dtype": output_dtype, "predictor": spec.describe(), **counts}

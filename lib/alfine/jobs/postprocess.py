@@ -184,13 +184,15 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
     }}
     dtype, out_channels = method_of(chosen.method).output_type(chosen.params, channels)
     storage["compression"] = storage["compression"] or (FRAGMENTS_COMPRESSION if instances else "zstd")
-    segmentation = prepare_volume(output, roi, source.voxel_size, dtype, channels=out_channels,
-                                  label=not out_channels, **storage)
-    segmentation.array.attrs.update(attributes)
     process = PostprocessBlock(input_url, output, chosen.method, chosen.params, chosen.offsets,
                                chosen.channels, instances, block_voxels, format_roi(roi),
                                views=bool(join and join["rule"] == "overlap"))
     process.share(input_url, "r", source)
+    if request.launcher is None and (request.workers == 1 or request.block_id is not None or process.threads):
+        process.prefetch(blocks.block(request.block_id or 0))  # the first block is read while the output is made
+    segmentation = prepare_volume(output, roi, source.voxel_size, dtype, channels=out_channels,
+                                  label=not out_channels, **storage)
+    segmentation.array.attrs.update(attributes)
     process.share(output, "r+", segmentation)
     counts = blockwise.run("postprocess-block", blocks, segmentation, process, request.workers, request.block_id,
                            request.launcher)

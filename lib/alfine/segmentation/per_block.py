@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..blockwise import read_ahead
+from ..blockwise import read_ahead, write_behind
 from ..errors import UserError
 from ..geometry import voxel_slices
 from . import records
@@ -194,7 +194,7 @@ class PostprocessBlock(OpensVolumes):
         crop = voxel_slices(block.write_roi, read_roi.begin, source.voxel_size)
         output = self.volume(self.output, mode="r+")
         if not self.instances:
-            output.write(block.write_roi, result[(slice(None),) * (result.ndim - len(spatial)) + crop])
+            write_behind.write(output, block.write_roi, result[(slice(None),) * (result.ndim - len(spatial)) + crop])
             return
         whole = all(c == slice(0, n) for c, n in zip(crop, spatial, strict=True))
         # a registry method's labels are 1..n in C order already (finish_instances); a crop of them is not, and
@@ -207,7 +207,7 @@ class PostprocessBlock(OpensVolumes):
         if self.records:
             records.save_arrays(block_record_url(self.output, block.id), compress=True,
                                 **self._record(labels, counts, block))
-        output.write(block.write_roi, labels)
+        write_behind.write(output, block.write_roi, labels)
 
     def _record(self, labels: np.ndarray, counts: np.ndarray, block) -> dict[str, np.ndarray]:
         """What relabel's faces step needs of this block (see :func:`block_record_url`)."""

@@ -35,7 +35,7 @@ from typing import ClassVar
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from ..blockwise import BlockLayout, read_ahead
+from ..blockwise import BlockLayout, read_ahead, write_behind
 from . import faces, records
 from .opened import OpensVolumes
 from .per_block import block_record_url, views_url
@@ -229,8 +229,14 @@ class WriteBlock(OpensVolumes):
         records.remove(original)
 
     def _write(self, block, labels: np.ndarray, mapping: dict) -> None:
+        """The block's labels with their new ids, written to the output: left running (:mod:`~alfine.blockwise.
+        write_behind`), except in place, where the block's record says they are written once this returns."""
         out = map_ids(labels, mapping["ids"], mapping["new_ids"], overwrite=labels.flags.writeable)
-        self.volume(self.output, mode="r+").write(block.write_roi, out)
+        output = self.volume(self.output, mode="r+")
+        if self.in_place:
+            output.write(block.write_roi, out)
+        else:
+            write_behind.write(output, block.write_roi, out)
 
 
 def written_url(work: str, block_id: int) -> str:

@@ -172,6 +172,16 @@ class Volume:
 
     def write(self, roi: Roi, data: np.ndarray) -> None:
         """Store ``data`` (channels first, the shape of ``roi`` in voxels) at ``roi``."""
+        pending = self.start_write(roi, data)
+        if pending is not None:
+            pending.result()
+
+    def start_write(self, roi: Roi, data: np.ndarray, handed_over: bool = False) -> Any | None:
+        """:meth:`write`, where tensorstore does the I/O only started: returns what to wait on (``.result()``, which
+        raises the write's error), or None where the data is written already (zarr-python).
+
+        ``handed_over``: the caller will never change ``data`` again, so tensorstore may keep it rather than copy
+        it (a block's result: a 16 MB block is written in 5 ms instead of 7)."""
         if not self.writable:
             raise VolumeError(f"{self.url.url}: volume is open read-only")
         index, inside = self._index(roi)
@@ -184,9 +194,9 @@ class Volume:
             )
         target = self._io()
         if hasattr(target, "write"):  # tensorstore
-            target[index].write(self._stored(data)).result()
-        else:
-            target[index] = self._stored(data)
+            return target[index].write(self._stored(data), can_reference_source_data_indefinitely=handed_over)
+        target[index] = self._stored(data)
+        return None
 
     def _get(self, index: tuple[slice, ...]) -> np.ndarray:
         source = self._io()
