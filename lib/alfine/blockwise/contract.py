@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..geometry import check_aligned, format_roi
 from .layout import Block, BlockLayout, check_chunk_aligned
 from .markers import DoneMarkers, markers_url_for
-from .runner import check_request, run_blocks
+from .runner import check_request, read_first_block_ahead, run_blocks  # noqa: F401  (for the jobs)
 
 if TYPE_CHECKING:
     from ..volumes import Volume

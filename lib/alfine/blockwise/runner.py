@@ -92,6 +92,17 @@ def run_blocks(
         return _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher)
 
 
+def read_first_block_ahead(process: Callable[[Block], None], layout: BlockLayout, workers: int = 1,
+                           block_id: int | None = None, launcher: str | None = None) -> None:
+    """Start reading the first block's input (a block function with ``prefetch``) where :func:`run_blocks` will
+    process it in this process (``--block-id``, one worker, or worker threads), so that the read overlaps what the
+    command does before (creating its output)."""
+    prefetch = getattr(process, "prefetch", None)
+    here = block_id is not None or (not launcher and (workers == 1 or getattr(process, "threads", False)))
+    if prefetch is not None and here:
+        prefetch(layout.block(0 if block_id is None else block_id))
+
+
 def _failed(name: str, failed: int, total: int, max_retries: int, error: str, logs: str | None = None) -> BlocksFailed:
     where = f"; tracebacks in the worker logs, {logs}" if logs else ""
     return BlocksFailed(f"{name}: {failed} of {total} blocks failed after {max_retries} retries (first error: "
@@ -154,10 +165,8 @@ def _run_here(name, layout, process, markers, done, max_retries) -> dict:
                     failure = _attempts(process, block, max_retries)
                 if writing is not None:
                     settle()
-                writing = None
-                if failure is None:
-                    writing = (block_id, writes)
-                else:
+                writing = (block_id, writes) if failure is None else None
+                if failure is not None:
                     failures.append(failure)
                     bar.update()
             if writing is not None:

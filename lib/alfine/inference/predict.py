@@ -32,7 +32,7 @@ from funlib.geometry import Roi
 
 from ..architectures import ArchitectureConfig
 from ..blockwise import BlockLayout, read_ahead, write_behind
-from ..blockwise.contract import check_plan, print_blocks, run
+from ..blockwise.contract import check_plan, print_blocks, read_first_block_ahead, run
 from ..configs import from_dict, to_dict
 from ..datasplits import Normalisation, Percentile, normalise
 from ..errors import UserError
@@ -201,8 +201,7 @@ def predict_volume(
     check_plan(layout, output_url, shards or chunks, voxel_size, block_id, workers)
     names = task.channel_names()
     process = PredictBlock(spec, raw_url, normalisation, output_url, layout)
-    if launcher is None and (workers == 1 or block_id is not None):  # blocks run here: the first is read meanwhile
-        process.prefetch(layout.block(0 if block_id is None else block_id))
+    read_first_block_ahead(process, layout, workers, block_id, launcher)
     output = prepare_volume(output_url, roi, voxel_size, np.dtype(output_dtype), chunks, channels=(len(names),),
                             zarr_format=zarr_format, compression=compression, shards=shards, overwrite=overwrite,
                             scale=scale)

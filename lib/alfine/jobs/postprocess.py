@@ -188,8 +188,7 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
                                chosen.channels, instances, block_voxels, format_roi(roi),
                                views=bool(join and join["rule"] == "overlap"))
     process.share(input_url, "r", source)
-    if request.launcher is None and (request.workers == 1 or request.block_id is not None or process.threads):
-        process.prefetch(blocks.block(request.block_id or 0))  # the first block is read while the output is made
+    blockwise.read_first_block_ahead(process, blocks, request.workers, request.block_id, request.launcher)
     segmentation = prepare_volume(output, roi, source.voxel_size, dtype, channels=out_channels,
                                   label=not out_channels, **storage)
     segmentation.array.attrs.update(attributes)

@@ -170,15 +170,14 @@ def _reopen(url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chun
             compression, fill_value, overwrite, scale, label) -> Volume | None:
     """The existing output at ``url`` where it has this step's properties (:func:`_reopened`); None where there
     is none or ``overwrite`` replaces it; a :class:`VolumeError` where it differs."""
-    existing = None if overwrite else _existing(url)
+    existing = None if overwrite else _existing(url, parsed)
     if existing is None:
         return None
     return _reopened(existing, url, _wanted(roi, voxel_size, dtype, geometry, shape, chunks, shard_shape, scale))
 
 
-def _existing(url: str) -> Volume | None:
-    """The volume at ``url`` open for writing, or None where there is none."""
-    parsed = parse_volume_url(url)
+def _existing(url: str, parsed: VolumeUrl) -> Volume | None:
+    """The volume at ``url`` (parsed: ``parsed``) open for writing, or None where there is none."""
     if parsed.is_local and not os.path.lexists(os.path.join(parsed.local_container, parsed.path)):
         return None  # a local node's keys all lie in its folder: none, no node (and no zarr probes, 1.2 ms)
     try:
