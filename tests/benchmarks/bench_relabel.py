@@ -9,16 +9,17 @@ alfine: ``alfine-postprocess-block --method connected_components`` then ``alfine
 - **cc3d**: ``cc3d.connected_components`` of the thresholded volume already in memory (the read
   time reported apart): the floor no zarr pipeline reaches.
 
-Both results are checked to be the same partition. Each side reports its wall time and peak
-resident memory: its main process and, for alfine, its largest worker (``getrusage``), plus the
-bound main + workers x largest worker. Each side's clock starts after the same imports (libraries and alfine's
-modules: Python's import time, about half a second, is the same for a script and a tool and is reported apart,
-``import_seconds``); alfine's clock covers everything the two tools do, from parsing their arguments
-on. The three run ``--repeats`` rounds (default 3), interleaved; rows give medians, the lowest and highest
-time, and the lowest and highest ratio of one round (this machine's first touch of fresh memory alone can
-make the one-process reference 2-4 times slower from one run to the next). Default 256^3 (a run of about a
-minute on 2 cores; the synthetic volume takes most of it); ``--scale 8`` gives 512^3. ``--scaling``
-repeats it at 1x, 2x and 4x the voxels and reports time per voxel and peak memory per size.
+Both results are checked to be the same partition. Each side reports its wall time, its CPU time (all threads and
+worker processes: how much work it does, where the wall time says how well it spreads it over the cores) and peak
+resident memory: its main process and, for alfine, its largest worker (``getrusage``), plus the bound main +
+workers x largest worker. Each side's clock starts after the same imports (libraries and alfine's modules: Python's
+import time, about half a second, is the same for a script and a tool and is reported apart, ``import_seconds``);
+alfine's clock covers everything the two tools do, from parsing their arguments on. The three run ``--repeats``
+rounds (default 3), interleaved; rows give medians, the lowest and highest time, and the lowest and highest ratio
+of one round (this machine's first touch of fresh memory alone can make the one-process reference 2-4 times slower
+from one run to the next). Default 256^3 (a run of about a minute on 2 cores; the synthetic volume takes most of
+it); ``--scale 8`` gives 512^3. ``--scaling`` repeats it at 1x, 2x and 4x the voxels and reports time per voxel and
+peak memory per size.
 Run: ``.venv/bin/python tests/benchmarks/bench_relabel.py [--scale S] [--workers N] [--repeats R] [--scaling]``;
 writes ``bench/relabel.json`` and prints one JSON object with ``rows`` (see ``run_all.py``).
 """
@@ -42,6 +43,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 THRESHOLD = 0.5
 CONNECTIVITY = 26
 CHUNK = 64
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process's threads and of the child processes it waited for."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _peak_mb() -> dict:
@@ -115,6 +122,7 @@ def child_end_to_end(root: str, chunks: str) -> dict:
     from alfine.volumes import open_volume, prepare_volume
 
     imports = warm_imports()
+    cpu = _cpu_seconds()
     began = time.perf_counter()
     source = open_volume(f"{root}/d.zarr/pred")
     data = source.read()
@@ -127,8 +135,9 @@ def child_end_to_end(root: str, chunks: str) -> dict:
     prepare_volume(f"{root}/r.zarr/segmentation", source.roi, source.voxel_size, np.uint64,
                    chunk_shape).write(source.roi, labels)
     ended = time.perf_counter()
+    cpu = _cpu_seconds() - cpu
     np.save(f"{root}/reference.npy", labels)
-    return {"seconds": round(ended - began, 3), "read_seconds": round(read - began, 3),
+    return {"seconds": round(ended - began, 3), "cpu_seconds": round(cpu, 3), "read_seconds": round(read - began, 3),
             "cc3d_seconds": round(labelled - read, 3), "write_seconds": round(ended - labelled, 3),
             "chunk_shape": list(chunk_shape), "import_seconds": imports, "objects": int(labels.max()), **_peak_mb()}
 
@@ -145,6 +154,7 @@ def child_alfine(root: str, workers: int) -> dict:
     os.chdir(root)  # daisy's worker logs
     common = ["--no-progress", "--workers", str(workers)]
     imports = warm_imports()
+    cpu = _cpu_seconds()
     began = time.perf_counter()
     out = StringIO()
     with redirect_stdout(out):
@@ -156,13 +166,15 @@ def child_alfine(root: str, workers: int) -> dict:
         code = code or relabel([*common, "--input", f"{root}/s.zarr/fragments", "--output",
                                 f"{root}/s.zarr/segmentation"])
     ended = time.perf_counter()
+    cpu = _cpu_seconds() - cpu
     if code:
         raise SystemExit(f"alfine failed with exit code {code}")
     summary = json.loads(out.getvalue().strip().splitlines()[-1])
     output = open_volume(f"{root}/s.zarr/segmentation")
     blocks = open_volume(f"{root}/s.zarr/fragments").array.attrs["alfine_postprocess"]["block_shape"]
     return {"seconds": round(ended - began, 3), "postprocess_seconds": round(middle - began, 3),
-            "relabel_seconds": round(ended - middle, 3), "import_seconds": imports, "objects": summary["objects"],
+            "relabel_seconds": round(ended - middle, 3), "cpu_seconds": round(cpu, 3), "import_seconds": imports,
+            "objects": summary["objects"],
             "blocks": summary["blocks"],
             "block_shape": blocks, "chunk_shape": list(output.chunk_shape), **_peak_mb()}
 
@@ -265,6 +277,10 @@ def rows(runs: list[dict]) -> list[dict]:
         out.append({"name": name, "alfine": f"{_seconds(a)}; rounds {min(spread)}-{max(spread)}x",
                     "reference": f"one process, zarr read + cc3d + zarr write: {_seconds(e)}",
                     "ratio": run["ratio_alfine_to_end_to_end"]})
+        out.append({"name": f"relabel: CPU time of all threads and processes, {size} (s; median)",
+                    "alfine": f"{a['cpu_seconds']:.2f} s in {a['seconds']:.2f} s",
+                    "reference": f"one process: {e['cpu_seconds']:.2f} s in {e['seconds']:.2f} s",
+                    "ratio": round(a["cpu_seconds"] / e["cpu_seconds"], 2)})
         out.append({"name": f"relabel: same, against cc3d of the volume in memory ({size}, s)",
                     "alfine": _seconds(a), "reference": f"cc3d in memory: {_seconds(c)}",
                     "ratio": run["ratio_alfine_to_cc3d"]})

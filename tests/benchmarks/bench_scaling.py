@@ -77,7 +77,8 @@ def main() -> dict:
          "ratio": round(last["alfine_ns_per_voxel"] / first["alfine_ns_per_voxel"], 2)},
         {"name": "scaling: relabel peak memory of the largest process, 4x over 1x",
          "alfine": " / ".join(f"{max(r['alfine']['peak_rss_mb'], r['alfine']['peak_rss_workers_mb']):.0f}"
-                              for r in relabel) + " MB at 1x/2x/4x",
+                              for r in relabel) + " MB at 1x/2x/4x ("
+                   + " / ".join(str(r["alfine"]["blocks"]) for r in relabel) + " blocks)",
          "reference": " / ".join(f"{r['end_to_end']['peak_rss_mb']:.0f}" for r in relabel) + " MB (one process)",
          "ratio": round(max(last["alfine"]["peak_rss_mb"], last["alfine"]["peak_rss_workers_mb"])
                         / max(first["alfine"]["peak_rss_mb"], first["alfine"]["peak_rss_workers_mb"]), 2)},
