@@ -12,7 +12,7 @@ from funlib.geometry import Coordinate, Roi
 from ngff_helpers import ome_zarr_images, validate, validate_container
 
 from alfine.volumes import open_volume, prepare_volume
-from alfine.volumes.pyramid import level_geometry
+from alfine.volumes.pyramid import level_geometry, reduce_mean, reduce_mode
 from alfine_tools.downsample import main as downsample
 from alfine_tools.make_targets import main as make_targets
 from alfine_tools.postprocess_block import main as postprocess
@@ -138,6 +138,49 @@ def brute_force(fine: np.ndarray, fine_voxel, fine_offset, coarse_voxel, coarse_
 def mode(values):
     ids, counts = np.unique(values, return_counts=True)
     return ids[counts == counts.max()].min()
+
+
+@pytest.mark.parametrize("dtype", [np.uint64, np.int32, np.float32])
+@pytest.mark.parametrize("factor", [(2, 2, 2), (1, 2, 2), (4, 4, 4)])
+def test_reduce_mode_equals_a_brute_force_mode(dtype, factor):
+    """Few ids (many ties), some voxels outside, one coarse voxel with none inside (its smallest id), and the
+    largest uint64 among the ids."""
+    rng = np.random.default_rng(3)
+    shape = tuple(4 * f for f in factor)
+    labels = rng.integers(0, 3, shape).astype(dtype)
+    if dtype == np.uint64:
+        labels[rng.random(shape) < 0.2] = np.iinfo(np.uint64).max
+    inside = rng.random(shape) < 0.7
+    inside[: factor[0], : factor[1], : factor[2]] = False
+    result, everywhere = reduce_mode(labels, inside, factor), reduce_mode(labels, np.ones(shape, bool), factor)
+    assert result.dtype == everywhere.dtype == labels.dtype and result.shape == (4, 4, 4)
+    for index in itertools.product(range(4), repeat=3):
+        cell = tuple(slice(i * f, (i + 1) * f) for i, f in zip(index, factor, strict=True))
+        values = labels[cell][inside[cell]]
+        assert result[index] == (mode(values) if len(values) else labels[cell].min()), index
+        assert everywhere[index] == mode(labels[cell]), index
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("factor", [(2, 2, 2), (1, 2, 2), (3, 1, 2)])
+@pytest.mark.parametrize("channels", [(), (2,)])
+def test_reduce_mean_equals_a_brute_force_mean(dtype, factor, channels):
+    """Per channel, over the voxels inside (none inside: 0); exact for integers."""
+    rng = np.random.default_rng(4)
+    shape = tuple(3 * f for f in factor)
+    data = (rng.random(channels + shape) * 255).astype(dtype)
+    inside = rng.random(shape) < 0.7
+    inside[: factor[0], : factor[1], : factor[2]] = False
+    for mask in (inside, np.ones(shape, bool)):
+        result = reduce_mean(data, mask, factor, len(channels))
+        assert result.dtype == np.float64 and result.shape == channels + (3, 3, 3)
+        for index in itertools.product(range(3), repeat=3):
+            cell = tuple(slice(i * f, (i + 1) * f) for i, f in zip(index, factor, strict=True))
+            values = data[(...,) + cell][..., mask[cell]].astype(np.float64)
+            expected = values.mean(axis=-1) if values.shape[-1] else np.zeros(channels)
+            np.testing.assert_allclose(result[(...,) + index], expected, rtol=1e-12, atol=0)
+            if dtype == np.uint8 and values.shape[-1]:  # the exact sum, divided once
+                np.testing.assert_array_equal(result[(...,) + index], values.sum(axis=-1) / values.shape[-1])
 
 
 @pytest.mark.parametrize("kind", ["raw", "labels"])

@@ -165,25 +165,45 @@ def _by_factor(data: np.ndarray, factor: Sequence[int], channel_dims: int) -> np
 
 def _sum_by_factor(data: np.ndarray, factor: Sequence[int], channel_dims: int) -> np.ndarray:
     """The sum (float64) of the voxels each coarse voxel covers (spatial axes a multiple of ``factor``)."""
-    spatial = data.shape[channel_dims:]
-    split = data.shape[:channel_dims] + tuple(x for s, f in zip(spatial, factor, strict=True) for x in (s // f, f))
-    return data.reshape(split).sum(axis=tuple(channel_dims + 2 * i + 1 for i in range(len(spatial))),
-                                   dtype=np.float64)
+    total = data
+    for axis, f in enumerate(factor, start=channel_dims):  # an axis at a time: each step sums a smaller array
+        if f == 1:
+            continue
+        parts = [total[(slice(None),) * axis + (slice(k, None, f),)] for k in range(f)]
+        total = parts[0].astype(np.float64)  # a new array: the caller's data is left as it is
+        for part in parts[1:]:
+            total += part
+    return total if total is not data else data.astype(np.float64)
 
 
 def reduce_mean(data: np.ndarray, inside: np.ndarray, factor: Sequence[int], channel_dims: int) -> np.ndarray:
     """The mean of the voxels each coarse voxel covers, counting only those ``inside`` (spatial mask); float64."""
-    total = _sum_by_factor(np.where(inside, data, 0) if not inside.all() else data, factor, channel_dims)
+    if inside.all():
+        return _sum_by_factor(data, factor, channel_dims) / math.prod(factor)
+    total = _sum_by_factor(np.where(inside, data, 0), factor, channel_dims)
     count = _sum_by_factor(inside, factor, 0)
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
 def reduce_mode(labels: np.ndarray, inside: np.ndarray, factor: Sequence[int]) -> np.ndarray:
-    """The most frequent id among the voxels each coarse voxel covers that are ``inside`` (ties: the smallest)."""
+    """The most frequent id among the voxels each coarse voxel covers that are ``inside`` (ties: the smallest); of
+    a coarse voxel with none inside, its smallest id."""
     values = _by_factor(labels, factor, 0)
-    valid = _by_factor(inside, factor, 0)
-    same = (values[..., :, None] == values[..., None, :]) & valid[..., None, :]
-    counts = np.where(valid, same.sum(axis=-1), -1)
-    best = counts.max(axis=-1, keepdims=True)
-    largest = np.iinfo(labels.dtype).max if labels.dtype.kind in "ui" else np.inf
-    return np.where(counts == best, values, largest).min(axis=-1).astype(labels.dtype)
+    if inside.all():
+        ordered, count = np.sort(values, axis=-1), None
+    else:  # the ids outside sort last (as the largest value) and count for nothing
+        valid = _by_factor(inside, factor, 0)
+        largest = np.iinfo(labels.dtype).max if labels.dtype.kind in "ui" else np.inf
+        ordered, count = np.sort(np.where(valid, values, largest), axis=-1), valid.sum(axis=-1)
+    # sorted, each id is one run; runs[i]: the length of the run that ends at place i
+    places = np.moveaxis(ordered, -1, 0)
+    runs = np.ones(places.shape, np.int16 if len(places) < 2**15 else np.int64)
+    for i in range(1, len(places)):
+        runs[i] += runs[i - 1] * (places[i] == places[i - 1])
+    if count is not None:
+        runs[np.arange(len(places)).reshape((-1,) + (1,) * count.ndim) >= count] = 0
+    # the end of the first longest run: of equally frequent ids, the smallest
+    mode = np.take_along_axis(ordered, runs.argmax(axis=0)[..., None], axis=-1)[..., 0]
+    if count is not None:
+        mode = np.where(count > 0, mode, values.min(axis=-1))
+    return mode.astype(labels.dtype, copy=False)
