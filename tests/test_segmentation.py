@@ -42,10 +42,11 @@ def test_adjacent_pairs_cross_faces_edges_and_corners_once():
     assert [2, 4] not in adjacent_pairs(grown, half_neighbourhood(2, 4)).tolist()
 
 
-def test_adjacent_pairs_equal_a_brute_force_count():
+@pytest.mark.parametrize(("shape", "block"), [((9, 10, 11), (4, 5, 3)), ((5, 50, 50), (2, 45, 45))])
+def test_adjacent_pairs_equal_a_brute_force_count(shape, block):
+    """Every voxel its own id: the second case's slabs hold over a thousand ids (the keys of pairs are not a table)."""
     rng = np.random.default_rng(0)
-    labels = np.where(rng.random((9, 10, 11)) > 0.5, np.arange(1, 991).reshape(9, 10, 11), 0).astype(np.uint64)
-    block = (4, 5, 3)
+    labels = np.where(rng.random(shape) > 0.5, np.arange(1, np.prod(shape) + 1).reshape(shape), 0).astype(np.uint64)
     for connectivity in (6, 18, 26):
         offsets = half_neighbourhood(3, connectivity)
         found = set()

@@ -110,19 +110,33 @@ def slab_pairs(slab: np.ndarray, axis: int, offsets: np.ndarray) -> np.ndarray:
     upper face along ``axis``: nonzero, differing ids at ``v`` and ``v + d`` for the offsets ``d``
     that cross that face. Along an axis ``d`` does not change, the block's extent only (both voxels
     on the grown layer there is another block's pair). Unique pairs, smaller id first."""
-    found = [np.zeros((0, 2), np.uint64)]
+    import fastremap
+
+    # the slab's few ids numbered 0..k-1 (0 stays 0): a pair of them is one small key, i * k + j
+    local, mapping = fastremap.renumber(np.ascontiguousarray(slab), preserve_zero=True, in_place=False)
+    k = max(mapping.values(), default=0) + 1
+    ids = np.zeros(k, np.uint64)
+    ids[np.fromiter(mapping.values(), np.int64, len(mapping))] = np.fromiter(mapping.keys(), np.uint64, len(mapping))
+    local = local.astype(np.int64, copy=False)
+    seen = np.zeros(k * k, bool) if k <= 1024 else None  # the keys met, or (many ids) each offset's keys
+    keys = [np.zeros(0, np.int64)]
     for offset in offsets:
         if offset[axis] == 0:
             continue
         window = tuple(slice(None) if a == axis else slice(0, s - 1 + (offset[a] != 0))
                        for a, s in enumerate(slab.shape))
-        part = slab[window]
+        part = local[window]
         here, there = edge_slices(part.shape, offset)
-        u, w = part[here].ravel(), part[there].ravel()
-        keep = (u != 0) & (w != 0) & (u != w)
-        if keep.any():
-            found.append(_drop_repeats(u[keep], w[keep]))
-    return unique_pairs(np.concatenate(found))
+        key = part[here] * k
+        key += part[there]
+        if seen is not None:
+            seen[key.ravel()] = True
+        else:
+            keys.append(np.unique(key))
+    found = np.flatnonzero(seen) if seen is not None else np.unique(np.concatenate(keys))
+    u, w = found // k, found % k
+    keep = (u != 0) & (w != 0) & (u != w)
+    return unique_pairs(np.stack([ids[u[keep]], ids[w[keep]]], axis=1))
 
 
 def adjacent_pairs(grown: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -162,13 +176,6 @@ def unique_pairs(pairs: np.ndarray) -> np.ndarray:
     """``pairs`` ``[P, 2]`` with the smaller id first, without repeats, sorted."""
     pairs = np.sort(np.asarray(pairs, dtype=np.uint64).reshape(-1, 2), axis=1)
     return _count_pairs(pairs[:, 0], pairs[:, 1])[0]
-
-
-def _drop_repeats(u: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The pairs ``(u[i], w[i])`` without those equal to the one before (most, along a face)."""
-    keep = np.ones(len(u), bool)
-    keep[1:] = (u[1:] != u[:-1]) | (w[1:] != w[:-1])
-    return np.stack([u[keep], w[keep]], axis=1).astype(np.uint64, copy=False)
 
 
 def _count_pairs(u: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
