@@ -28,7 +28,8 @@ def test_dockerfiles_copy_existing_files_and_run_alfine_as_a_user(dockerfile):
             for source in argument.split()[:-1]:
                 assert (ROOT / source).exists(), f"{dockerfile.name}: COPY {source} does not exist"
         if kind == "RUN":
-            for requirement in re.findall(r"-[rc] (\S+)", argument):
+            installs = [part for part in argument.split("&&") if "pip install" in part]
+            for requirement in re.findall(r"-[rc] (\S+)", " ".join(installs)):
                 assert (ROOT / requirement).exists(), f"{dockerfile.name}: {requirement} does not exist"
     kinds = [kind for kind, _ in steps]
     user = [argument for kind, argument in steps if kind == "USER"]
@@ -53,3 +54,31 @@ def test_the_slim_set_has_no_torch_and_the_full_set_adds_it():
 def test_apptainer_definitions_run_alfine(definition):
     text = definition.read_text()
     assert "Bootstrap: docker-daemon" in text and 'exec alfine "$@"' in text
+
+
+def test_a_wheel_of_alfine_holds_every_module_and_the_compiled_one(tmp_path):
+    """The images install alfine from a wheel built from the files they copy (`pip install .`), not in place: the
+    wheel must hold every module of lib/alfine and tools (a package list of only the top-level packages once left
+    all subpackages out) and, where a C compiler is, the compiled module."""
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    import zipfile
+
+    source = tmp_path / "opt-alfine"
+    for kind, argument in instructions(ROOT / "containers" / "Dockerfile.slim"):
+        for name in argument.split()[:-1] if kind == "COPY" else []:
+            copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+            copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__", "*.so")}
+                                                if copy is shutil.copytree else {}))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+                    "-w", str(tmp_path), str(source)], check=True, timeout=300, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("alfine-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"alfine/{p.relative_to(ROOT / 'lib' / 'alfine').as_posix()}"
+                for p in (ROOT / "lib" / "alfine").rglob("*.py")}
+    expected |= {f"alfine_tools/{p.relative_to(ROOT / 'tools').as_posix()}" for p in (ROOT / "tools").rglob("*.py")}
+    assert len(expected) > 100 and not expected - names
+    if shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]):
+        assert any(re.fullmatch(r"alfine/_labels\..*\.so", name) for name in names)

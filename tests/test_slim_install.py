@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL = Path(sys.executable).parent
 SLIM = ROOT / ".venv" / "slim"
 pytestmark = pytest.mark.xdist_group(ONNX_MODELS)
-INPUTS = [ROOT / "requirements" / "slim.txt", ROOT / "requirements" / "constraints.txt", ROOT / "pyproject.toml"]
+INPUTS = [ROOT / "requirements" / "slim.txt", ROOT / "requirements" / "constraints.txt", ROOT / "pyproject.toml",
+          ROOT / "setup.py", ROOT / "lib" / "alfine" / "_labels.c"]
 
 
 @pytest.fixture(scope="module")

@@ -274,6 +274,8 @@ def _block_unique(labels: np.ndarray, block_id: int, stride: int, consecutive: b
     """
     import fastremap
 
+    from .kernels import count_and_offset
+
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
         raise UserError(f"instance labels must be integers, got {labels.dtype}")
@@ -285,17 +287,8 @@ def _block_unique(labels: np.ndarray, block_id: int, stride: int, consecutive: b
         objects = len(mapping) - (0 in mapping)
     if objects > stride:
         raise ValueError(f"{objects} objects in a block of {stride} voxels")
-    flat = local.reshape(-1)
-    # the local ids as indices, once for the counts and the table (uint64: ids < 2^63, the same memory viewed)
-    index = flat.view(np.intp) if flat.dtype == np.uint64 else flat.astype(np.intp)
-    counts = np.bincount(index, minlength=objects + 1)
-    base = np.uint64(block_id) * np.uint64(stride)
-    if not base:
-        return local.astype(np.uint64, copy=mapping is not None), mapping, counts[1:].astype(np.int64)
-    ids = np.arange(objects + 1, dtype=np.uint64) + base  # a table: 0 stays 0, local id i becomes base + i
-    ids[0] = 0
-    # uint64 labels are ours to change (see above): the result replaces them, no fresh memory to touch; mode "clip"
-    # (no bounds check: all ids <= objects) reads index i before it writes element i
-    out = flat if flat.dtype == np.uint64 else None
-    unique = ids.take(index, mode="clip", out=out).reshape(local.shape)
-    return unique, mapping, counts[1:].astype(np.int64)
+    # uint64 labels are ours to change (see above): the ids are raised in place, no fresh memory to touch
+    ours = local.dtype == np.uint64 and local.flags.c_contiguous and local.flags.writeable
+    unique = local if ours else local.astype(np.uint64)
+    counts = count_and_offset(unique.reshape(-1), objects, int(block_id) * int(stride))
+    return unique, mapping, counts[1:]

@@ -250,7 +250,8 @@ def map_ids(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray, overwrite:
     """``labels`` with each of the sorted ``ids`` replaced by its ``new_ids`` entry, anything else by 0 (uint64).
 
     Ids that span a range not much larger than their number (a block of postprocess-block: one run
-    of consecutive ids) go through a lookup table, others through a binary search; no Python loop.
+    of consecutive ids) go through a lookup table in one compiled pass (:func:`.kernels.map_through`), others
+    through a binary search; no Python loop.
     ``overwrite``: ``labels`` (uint64) may be changed, and the result may be written into it (no new block of
     memory: on these machines the first touch of fresh memory can cost more than the mapping).
     """
@@ -258,18 +259,14 @@ def map_ids(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray, overwrite:
     ids, new_ids = np.asarray(ids, np.uint64), np.asarray(new_ids, np.uint64)
     if len(ids) == 0:
         return np.zeros(labels.shape, np.uint64)
-    low, span = ids[0], int(ids[-1] - ids[0]) + 1
+    low, span = int(ids[0]), int(ids[-1] - ids[0]) + 1
     if span <= 4 * len(ids) + 1024:
-        table = np.zeros(span + 2, np.uint64)  # table[0], table[span + 1]: everything outside [low, low + span)
-        table[(ids - low).astype(np.intp) + 1] = new_ids
-        # labels - (low - 1) modulo 2^64 is 1..span exactly for [low, low + span); as int64 anything else is
-        # below 1 (clipped to 0) or above span (clipped to span + 1): one pass, no mask
-        shift = np.uint64((int(low) - 1) % 2**64)
-        if not overwrite:
-            index = (labels - shift).view(np.int64)
-            return table.take(index, mode="clip")
-        index = np.subtract(labels, shift, out=labels).view(np.int64)
-        # take with mode "clip" reads index i before it writes element i, so the result may replace the index
-        return table.take(index, mode="clip", out=labels)
+        from .kernels import map_through
+
+        table = np.zeros(span, np.uint64)
+        table[(ids - ids[0]).astype(np.intp)] = new_ids
+        flat = np.ascontiguousarray(labels).reshape(-1)  # a copy where labels are not contiguous: ours to change
+        into = flat if overwrite or not labels.flags.c_contiguous else None
+        return map_through(flat, low, table, out=into).reshape(labels.shape)
     where = np.minimum(np.searchsorted(ids, labels), len(ids) - 1)
     return np.where(ids[where] == labels, new_ids[where], np.uint64(0))
