@@ -311,7 +311,7 @@ def test_relabel_from_block_records_equals_relabel_from_the_volume(shape, block,
     fragments = open_volume(f"{tmp_path}/s.zarr/fragments", mode="r+")
     info = fragments.array.attrs["alfine_postprocess"]
     assert info["block_records"] is True
-    assert len(list((tmp_path / "s.zarr" / ".alfine-segments" / "fragments").glob("*.npz"))) == blocks
+    assert len(list((tmp_path / "s.zarr" / ".alfine-segments" / "fragments").glob("*.arrays"))) == blocks
     reads = []
     from_volume = relabelling.FacesOfBlock._from_volume
     monkeypatch.setattr(relabelling.FacesOfBlock, "_from_volume", lambda self, b: reads.append(b.id) or
@@ -335,7 +335,7 @@ def test_relabel_from_block_records_equals_relabel_from_the_volume(shape, block,
         for key in ("ids", "counts", "pairs"):
             np.testing.assert_array_equal(ours[key], theirs[key])
     fragments.array.attrs["alfine_postprocess"] = info
-    (tmp_path / "s.zarr" / ".alfine-segments" / "fragments" / "5.npz").unlink()
+    (tmp_path / "s.zarr" / ".alfine-segments" / "fragments" / "5.arrays").unlink()
     mixed, _, read = relabelled("mixed")
     assert 5 in read and len(read) < blocks
     np.testing.assert_array_equal(mixed, records)

@@ -297,16 +297,31 @@ def test_blocks_run_in_threads_only_for_registry_methods_that_say_so():
     assert not block_function("my_post.py:segment").threads  # a user's function: worker processes
 
 
-def test_records_round_trip_compressed_and_plain(tmp_path):
+def test_records_round_trip_compressed_plain_and_packed(tmp_path):
     layer = np.repeat(np.arange(2**40, 2**40 + 64, dtype=np.uint64), 64).reshape(64, 64)
     arrays = {"first0": layer, "ids": np.arange(5, dtype=np.uint64), "empty": np.zeros((0, 2), np.uint64),
-              "counts": np.array([3, 1], np.int64)}
-    for compress in (True, False):
-        url = f"{tmp_path}/{compress}.npz"
-        records.save_arrays(url, compress=compress, **arrays)
+              "counts": np.array([3, 1], np.int64), "scalar": np.array(2.5), "flags": np.array([True, False])}
+    for kind in ("compressed", "plain", "packed"):
+        url = f"{tmp_path}/{kind}"
+        if kind == "packed":
+            records.save_packed(url, **arrays)
+        else:
+            records.save_arrays(url, compress=kind == "compressed", **arrays)
         loaded = records.load_arrays(url)
-        assert sorted(loaded) == sorted(arrays)
+        assert list(loaded) == list(arrays)
         for name, array in arrays.items():
-            assert loaded[name].dtype == array.dtype
+            assert loaded[name].dtype == array.dtype and loaded[name].shape == array.shape
             np.testing.assert_array_equal(loaded[name], array)
-    assert (tmp_path / "True.npz").stat().st_size * 5 < (tmp_path / "False.npz").stat().st_size
+        assert records.load_arrays(url, ["counts", "nothing"]).keys() == {"counts"}
+    plain = (tmp_path / "plain").stat().st_size
+    assert (tmp_path / "compressed").stat().st_size * 5 < plain and (tmp_path / "packed").stat().st_size * 5 < plain
+
+
+def test_packed_records_refuse_objects_and_damage(tmp_path):
+    with pytest.raises(TypeError, match="names"):
+        records.save_packed(f"{tmp_path}/objects", names=np.array(["a", None], object))
+    records.save_packed(f"{tmp_path}/cut", layer=np.arange(1000, dtype=np.uint64))
+    blob = (tmp_path / "cut").read_bytes()
+    (tmp_path / "cut").write_bytes(blob[:-10])
+    with pytest.raises(ValueError, match="cut"):
+        records.load_arrays(f"{tmp_path}/cut")

@@ -51,7 +51,7 @@ def views_url(volume_url: str, block_id: int) -> str:
 
 def block_record_url(volume_url: str, block_id: int) -> str:
     """Where block ``block_id`` of the per-block segmentation ``volume_url`` keeps what relabel needs of it."""
-    return f"{records.records_url(volume_url, 'segments')}/{block_id}.npz"
+    return f"{records.records_url(volume_url, 'segments')}/{block_id}.arrays"
 
 
 BLOCK_COST_VOXELS = BLOCK_VOXELS // 2
@@ -205,8 +205,7 @@ class PostprocessBlock(OpensVolumes):
             views = self._views(result, crop, local, block)
             records.save_arrays(views_url(self.output, block.id), **views)
         if self.records:
-            records.save_arrays(block_record_url(self.output, block.id), compress=True,
-                                **self._record(labels, counts, block))
+            records.save_packed(block_record_url(self.output, block.id), **self._record(labels, counts, block))
         write_behind.write(output, block.write_roi, labels)
 
     def _record(self, labels: np.ndarray, counts: np.ndarray, block) -> dict[str, np.ndarray]:
