@@ -1,6 +1,7 @@
 """Blockwise processing: block ids and geometry, resuming, failures, one-block runs, daisy workers."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -69,9 +70,11 @@ class WriteBlockId:
 
 
 class ThreadedWriteBlockId(WriteBlockId):
-    """The same, declared safe to run in threads: local multi-worker runs call it in threads of this process."""
+    """The same, declared safe to run in threads: local multi-worker runs call it in threads of this process (or,
+    with many blocks, in forked processes: it says it holds the GIL)."""
 
     threads = True
+    holds_gil = True
 
     def __init__(self, url, fail_on=(), bad_input_on=()):
         super().__init__(url, fail_on)
@@ -88,10 +91,23 @@ class ThreadedWriteBlockId(WriteBlockId):
 
 
 def _function(output, workers, **kwargs):
-    """The block function and the number of workers of a parameter: 1, 2 (daisy processes) or "2 threads"."""
-    if workers == "2 threads":
+    """The block function and the number of workers of a parameter: 1, 2 (daisy processes), "2 threads" or
+    "2 forked" (the same thread-safe function, in 2 processes forked from this one: see _forking)."""
+    if workers in ("2 threads", "2 forked"):
         return ThreadedWriteBlockId(output, **kwargs), 2
     return WriteBlockId(output, **kwargs), workers
+
+
+@pytest.fixture(autouse=True)
+def _forking(request, monkeypatch):
+    """Thread-safe block functions run in threads, unless the test's ``workers`` parameter is "2 forked" (then in
+    forked processes from 2 blocks a worker on, doing their I/O through zarr-python)."""
+    from alfine.blockwise import runner
+
+    forked = getattr(request.node, "callspec", None) and request.node.callspec.params.get("workers") == "2 forked"
+    monkeypatch.setattr(runner, "FORK_BLOCKS_PER_WORKER", 2 if forked else 10**9)
+    if forked:  # (a test process has used tensorstore: its forked workers could not, and it would not fork)
+        monkeypatch.setenv("ALFINE_TENSORSTORE", "0")
 
 
 def _expected(layout, skip=()):
@@ -112,21 +128,28 @@ def output(tmp_path, monkeypatch):
     return url
 
 
-@pytest.mark.parametrize("workers", [1, 2, "2 threads"])
+@pytest.mark.parametrize("workers", [1, 2, "2 threads", "2 forked"])
 def test_every_block_runs_once_and_is_marked(output, workers, tmp_path):
     layout = _layout()
     markers = DoneMarkers(markers_url_for(output), layout)
+    kind = workers
     function, workers = _function(output, workers)
     summary = run_blocks("ids", layout, function, markers, workers=workers)
     assert summary == {"blocks": 18, "processed": 18, "skipped": 0}
     np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
     assert markers.done_ids() == set(range(18))
-    if isinstance(function, ThreadedWriteBlockId):  # in threads of this process, no worker processes (logs)
+    done = tmp_path / "out.zarr" / ".alfine-blocks" / "ids" / "done"
+    journals = {p.name.rpartition("-")[2] for p in done.iterdir()}
+    if kind == "2 threads":  # in threads of this process, no worker processes (logs)
         assert len(function.threads_seen) == 2 and all(name.startswith("block") for name in function.threads_seen)
-        assert not (tmp_path / "alfine-logs").exists()
+        assert not (tmp_path / "alfine-logs").exists() and journals == {f"{os.getpid()}.ids"}
+    if kind == "2 forked":  # two processes forked from this one, each with its journal; no threads here, no logs
+        assert not function.threads_seen and not (tmp_path / "alfine-logs").exists()
+        assert len(journals) == 2 and f"{os.getpid()}.ids" not in journals
 
 
-def test_bad_input_in_a_block_run_in_threads_stops_the_job(output):
+@pytest.mark.parametrize("workers", ["2 threads", "2 forked"])
+def test_bad_input_in_a_block_run_in_threads_stops_the_job(output, workers):
     layout = _layout()
     markers = DoneMarkers(markers_url_for(output), layout)
     with pytest.raises(UserError, match="block 3: bad input"):
@@ -150,7 +173,7 @@ def test_a_rerun_skips_finished_blocks(output):
     assert run_blocks("ids", layout, WriteBlockId(output), markers) == {"blocks": 18, "processed": 0, "skipped": 18}
 
 
-@pytest.mark.parametrize("workers", [1, 2, "2 threads"])
+@pytest.mark.parametrize("workers", [1, 2, "2 threads", "2 forked"])
 def test_failing_blocks_raise_and_keep_the_rest(output, workers):
     layout = _layout()
     markers = DoneMarkers(markers_url_for(output), layout)
@@ -347,3 +370,89 @@ def test_a_write_behind_outside_a_runners_collection_ends_before_it_returns():
     with pytest.raises(OSError, match="disk full"):
         write_behind.finish(writes)
     assert writes == [] and waited == [True, True]
+
+
+class DiesOn(ThreadedWriteBlockId):
+    """A thread-safe block function whose process dies (as if killed) at block ``dies_on``."""
+
+    def __init__(self, url, dies_on):
+        super().__init__(url)
+        self.dies_on = dies_on
+
+    def __call__(self, block):
+        if block.id == self.dies_on:
+            os._exit(9)
+        super().__call__(block)
+
+
+@pytest.mark.parametrize("workers", ["2 forked"])
+def test_a_forked_worker_that_dies_fails_the_job_and_a_rerun_finishes_it(output, workers):
+    layout = _layout()
+    markers = DoneMarkers(markers_url_for(output), layout)
+    with pytest.raises(BlocksFailed, match=r"blocks were not finished: 1 forked worker\(s\) ended with exit code\(s\) "
+                                           r"\[9\].*re-run") as failure:
+        run_blocks("ids", layout, DiesOn(output, dies_on=7), markers, workers=2)
+    assert failure.value.exit_code == 3
+    done = markers.done_ids()
+    assert 7 not in done and len(done) >= 10  # the other worker went on to the end
+    summary = run_blocks("ids", layout, ThreadedWriteBlockId(output), markers, workers=2)
+    assert summary == {"blocks": 18, "processed": 18 - len(done), "skipped": len(done)}
+    np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
+
+
+def test_a_forked_process_reads_ahead_afresh():
+    """Reads started before a fork belong to the parent's reader thread, which the child does not have: the child
+    reads for itself, and its own reads ahead run."""
+    import threading
+
+    from alfine.blockwise import read_ahead
+
+    release = threading.Event()
+    read_ahead.start("before", lambda: release.wait(5) and "parent's")
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if both reads come back right, and at once
+        ok = False
+        try:
+            ok = read_ahead.take("before", lambda: "own") == "own"
+            began = threading.Event()
+            read_ahead.start("ahead", lambda: began.set() or threading.current_thread().name)
+            ok = ok and began.wait(5)  # the read ran, in the child's own reader thread
+            ok = ok and read_ahead.take("ahead", lambda: "not ahead").startswith("alfine-read-ahead")
+        finally:
+            os._exit(0 if ok else 1)
+    import signal
+    import time
+
+    deadline = time.monotonic() + 10
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if ended[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    release.set()
+    assert ended[0] == pid, "the forked child waited for its parent's read"
+    assert os.waitstatus_to_exitcode(ended[1]) == 0
+    assert read_ahead.take("before", lambda: "own") == "parent's"
+
+
+def test_a_process_that_used_tensorstore_runs_threads_not_forks(monkeypatch):
+    """Forked workers of a process that has started tensorstore could not use it: such a process runs threads."""
+    from alfine.blockwise import runner
+    from alfine.volumes import bulk
+
+    function = ThreadedWriteBlockId("out.zarr/ids")
+    monkeypatch.setattr(runner, "FORK_BLOCKS_PER_WORKER", 8)  # (this module's tests set it otherwise)
+    monkeypatch.setattr(bulk, "started", False)
+    assert runner.forks(function, 64, 2) == (sys.platform == "linux")
+    assert not runner.forks(function, 15, 2) and not runner.forks(function, 64, 1)
+    assert not runner.forks(WriteBlockId("out.zarr/ids"), 64, 2)  # not thread-safe: daisy's worker processes
+    function.holds_gil = False
+    assert not runner.forks(function, 64, 2)  # its work releases the GIL: threads do as well
+    function.holds_gil = True
+    monkeypatch.setenv("ALFINE_FORK", "0")
+    assert not runner.forks(function, 64, 2)
+    monkeypatch.delenv("ALFINE_FORK")
+    monkeypatch.setattr(bulk, "started", True)
+    assert not runner.forks(function, 64, 2)
+    monkeypatch.setenv("ALFINE_TENSORSTORE", "0")  # zarr-python does the I/O here and in the workers anyway
+    assert runner.forks(function, 64, 2) == (sys.platform == "linux")

@@ -64,8 +64,8 @@ def command(name: str, data: Path, output: str) -> tuple[list[str], str]:
         args = ["--labels", f"{data}/d.zarr/labels", "--task", f"{data}/task.json", "--output", f"{output}/targets",
                 "--block-shape", "8,8,8", "--chunk-shape", "8,8,8"]
         markers = f"{output}/.alfine-blocks/targets"
-    elif name == "postprocess-block":
-        args = ["--input", f"{data}/d.zarr/pred", "--output", f"{output}/fragments", "--method", "watershed",
+    elif name == "postprocess-block":  # the larger volume: in forked workers 144 blocks of 8^3 can end before a kill
+        args = ["--input", f"{data}/d.zarr/pred_large", "--output", f"{output}/fragments", "--method", "watershed",
                 "--params", '{"seed_threshold": 0.9, "mask_threshold": 0.5}', "--block-shape", "8,8,8",
                 "--chunk-shape", "8,8,8"]
         markers = f"{output}/.alfine-blocks/fragments"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from funlib.geometry import Roi
 
+from alfine.segmentation import records as record_files
 from alfine.synthetic import SyntheticParams, generate_block
 from alfine.volumes import open_volume, prepare_volume
 from alfine_tools.postprocess_block import main as postprocess
@@ -99,6 +100,34 @@ def test_connected_components_equal_cc3d_of_the_whole_volume(kind, shape, voxel,
     assert second["block_ids"] > second["objects"]  # objects did cross block faces
     assert_consecutive(result)
     assert_same_partition(result, expected)
+
+
+def test_forked_workers_write_the_bytes_of_worker_threads(capsys, tmp_path, monkeypatch):
+    """Enough blocks a worker and both commands fork their workers (postprocess-block's labelling and relabel's
+    faces and writes, each worker with its own journal): the same fragments, segmentation and records as threads."""
+    from alfine.blockwise import runner
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALFINE_TENSORSTORE", "0")  # a test process has used tensorstore: it would not fork
+    shape, block = (24, 40, 36), (8, 8, 12)  # 45 blocks: over FORK_BLOCKS_PER_WORKER * 2
+    assert np.prod([-(-s // b) for s, b in zip(shape, block, strict=True)]) >= 2 * runner.FORK_BLOCKS_PER_WORKER
+    data = synthetic_raw(shape, (4, 4, 4), (0, 0, 0))
+    write(f"{tmp_path}/d.zarr/pred", data[None], (4, 4, 4), (0, 0, 0), block, channels=True)
+    params, chunks = {"threshold": 0.5, "connectivity": 26}, ",".join(map(str, block))
+    results = {}
+    for kind, switch in (("threads", "0"), ("forked", "")):
+        monkeypatch.setenv("ALFINE_FORK", switch)
+        result, first, second = segment(capsys, f"{tmp_path}/d.zarr/pred", f"{tmp_path}/{kind}.zarr", params,
+                                        "--chunk-shape", chunks, "--block-shape", chunks, workers=2)
+        fragments = open_volume(f"{tmp_path}/{kind}.zarr/fragments").read()
+        journals = {p.name for p in (tmp_path / f"{kind}.zarr" / ".alfine-blocks" / "fragments" / "done").iterdir()}
+        results[kind] = result, fragments, second["objects"], journals
+    (threads, thread_fragments, objects, thread_journals), (forked, forked_fragments, forked_objects, journals) = (
+        results["threads"], results["forked"])
+    np.testing.assert_array_equal(forked_fragments, thread_fragments)
+    np.testing.assert_array_equal(forked, threads)
+    assert forked_objects == objects == int(components(data > 0.5, 26).max())
+    assert len(thread_journals) == 1 and len(journals) == 2 and not journals & thread_journals  # two other processes
 
 
 def test_min_size_applies_to_sizes_over_the_whole_volume(capsys, tmp_path, monkeypatch):
@@ -322,7 +351,8 @@ def test_relabel_from_block_records_equals_relabel_from_the_volume(shape, block,
         code, captured = run(relabel, capsys, "--input", f"{tmp_path}/s.zarr/fragments", "--output",
                              f"{tmp_path}/s.zarr/{name}", *extra)
         assert code == 0, captured.err
-        faces = [np.load(f"{tmp_path}/s.zarr/.alfine-relabel/{name}/faces/{b}.npz") for b in range(blocks)]
+        faces = [record_files.load_arrays(f"{tmp_path}/s.zarr/.alfine-relabel/{name}/faces/{b}.arrays")
+                 for b in range(blocks)]
         return open_volume(f"{tmp_path}/s.zarr/{name}").read(), faces, sorted(reads)
 
     records, records_faces, read = relabelled("records")

@@ -317,6 +317,15 @@ def test_records_round_trip_compressed_plain_and_packed(tmp_path):
     assert (tmp_path / "compressed").stat().st_size * 5 < plain and (tmp_path / "packed").stat().st_size * 5 < plain
 
 
+def test_packed_records_fall_back_to_the_npz_of_earlier_versions(tmp_path):
+    records.save_arrays(f"{tmp_path}/old.npz", ids=np.arange(3, dtype=np.uint64))
+    records.save_packed(f"{tmp_path}/new.arrays", ids=np.arange(4, dtype=np.uint64))
+    assert records.load_packed_or_npz(f"{tmp_path}/old.arrays")["ids"].tolist() == [0, 1, 2]
+    assert records.load_packed_or_npz(f"{tmp_path}/new.arrays")["ids"].tolist() == [0, 1, 2, 3]
+    with pytest.raises(FileNotFoundError):
+        records.load_packed_or_npz(f"{tmp_path}/none.arrays")
+
+
 def test_packed_records_refuse_objects_and_damage(tmp_path):
     with pytest.raises(TypeError, match="names"):
         records.save_packed(f"{tmp_path}/objects", names=np.array(["a", None], object))

@@ -9,6 +9,7 @@ block about to be processed and the next; an older one nobody took is dropped.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -19,6 +20,15 @@ KEEP = 2
 
 _reads: dict[Hashable, Future] = {}
 _reader: list[ThreadPoolExecutor] = []
+
+
+def _forget() -> None:
+    """Drop the reads and the reader thread of the process this one was forked from (its thread is not here)."""
+    _reads.clear()
+    _reader.clear()
+
+
+os.register_at_fork(after_in_child=_forget)
 
 
 def start(key: Hashable, read: Callable[[], T]) -> None:

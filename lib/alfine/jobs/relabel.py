@@ -25,7 +25,15 @@ from ..geometry import format_roi, parse_roi
 from ..segmentation import records
 from ..segmentation.numbering import number_objects
 from ..segmentation.per_block import ATTRIBUTE
-from ..segmentation.relabel import FACES_IN_PROCESS, FacesOfBlock, WriteBlock, step_markers, work_url
+from ..segmentation.relabel import (
+    FACES_IN_PROCESS,
+    FacesOfBlock,
+    WriteBlock,
+    faces_url,
+    mapping_url,
+    step_markers,
+    work_url,
+)
 
 
 def relabel(input_url: str, output: str, *, min_size: float | None = None, request: BlockRequest = WHOLE,
@@ -98,14 +106,14 @@ def _numbering(work: str, layout: BlockLayout, min_size: float, write_markers: D
                         f"{min_size}; use another --output, or remove it and its records to start over")
 
     def record(block: int) -> dict:
-        return records.load_arrays(f"{work}/faces/{block}.npz")
+        return records.load_packed_or_npz(faces_url(work, block))
 
     total = 0
 
     def save(block: int, ids: np.ndarray, new_ids: np.ndarray) -> None:
         nonlocal total
         total += len(ids)
-        records.save_arrays(f"{work}/mapping/{block}.npz", ids=ids, new_ids=new_ids)
+        records.save_packed(mapping_url(work, block), ids=ids, new_ids=new_ids)
 
     sizes = number_objects(range(len(layout)), record, min_size, save)
     records.save_arrays(f"{work}/objects.npz", sizes=sizes)

@@ -51,13 +51,16 @@ class Method:
     channel, or of one ``channel``) and the context it reads by default (``context`` voxels per side; methods
     that take affinity offsets at least twice the longest one). ``threads``: the function may run in several
     threads of one process at once and spends its time in numpy or C code that releases the GIL, so blocks of
-    it run in threads rather than in worker processes (see :mod:`alfine.blockwise.runner`)."""
+    it run in threads rather than in worker processes (see :mod:`alfine.blockwise.runner`); ``holds_gil``: such a
+    function whose main work holds the GIL all the same, so that runs of many blocks fork their workers instead.
+    """
 
     function: Callable[..., np.ndarray]
     default_grid: Mapping[str, Sequence[Any]]
     output: str
     context: int = 0
     threads: bool = False
+    holds_gil: bool = False
 
     @property
     def instances(self) -> bool:
@@ -124,8 +127,9 @@ METHODS: dict[str, Method] = {
     # cc3d holds the GIL while it labels (measured: a Python thread beside a 256³ labelling of 189 ms waited 173 ms
     # at once; 2 threads label 8 blocks of 128³ at 0.9-1.0x the pace of one, 2 processes at 1.9x): blocks in threads
     # overlap their reads, decoding, encoding and writes, not their labelling. Worker processes (a fork pool was
-    # tried) were no faster at 160³ and 254³.
-    "connected_components": Method(connected_components, {"threshold": _STEPS}, output="instances", threads=True),
+    # tried) were no faster at 160³ and 254³; forked ones label 512³ (64 blocks) 0.94 -> 0.78 s on 2 cores.
+    "connected_components": Method(connected_components, {"threshold": _STEPS}, output="instances", threads=True,
+                                   holds_gil=True),
     # The default grid suits kind="distance" on the tanh scale; boundary maps need overrides.
     # skimage's flooding runs without the GIL (checked: a Python thread keeps most of its pace beside it)
     "watershed": Method(watershed, {"seed_threshold": [0.2, 0.4, 0.6, 0.8], "mask_threshold": [-0.2, 0.0, 0.2]},

@@ -171,6 +171,13 @@ class PostprocessBlock(OpensVolumes):
 
         return not is_user_function(self.method) and METHODS[self.method].threads
 
+    @property
+    def holds_gil(self) -> bool:
+        """Whether the method's main work holds the GIL (cc3d): runs of many blocks fork their workers instead."""
+        from ..postprocess import METHODS
+
+        return self.threads and METHODS[self.method].holds_gil
+
     def _read(self, block):
         """The block's input as it is stored, and the region it covers: at the volume's border, what a whole-volume
         run sees."""

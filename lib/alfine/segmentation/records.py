@@ -114,6 +114,17 @@ def load_arrays(url: str, names: Iterable[str] | None = None) -> dict[str, np.nd
         return {name: data[name] for name in wanted}
 
 
+def load_packed_or_npz(url: str, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """:func:`load_arrays` of the packed file at ``url`` (``*.arrays``), or of the npz file of the same name that
+    alfine wrote before it packed such records (a run resumed across versions)."""
+    try:
+        return load_arrays(url, names)
+    except FileNotFoundError:
+        if not url.endswith(".arrays"):
+            raise
+        return load_arrays(url.removesuffix(".arrays") + ".npz", names)
+
+
 def save_json(url: str, value) -> None:
     """Store ``value`` as JSON at ``url`` (written whole)."""
     write_whole(url, (json.dumps(value, indent=2) + "\n").encode(), sync=False)
