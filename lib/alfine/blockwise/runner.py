@@ -18,7 +18,7 @@ costs more than small jobs take. Where such a function's work holds Python's loc
 cc3d's labelling, relabel's faces) and a run has at least :data:`FORK_BLOCKS_PER_WORKER` blocks a worker (on
 Linux, unless ``ALFINE_FORK=0``), its workers are processes forked from this one instead (a few milliseconds
 each, everything already imported), so that work runs on all of them at once: relabelling 512³ on 2 cores,
-1.90 -> 1.68 s. With a launcher it runs on daisy like any other.
+1.90 -> 1.68-1.77 s. With a launcher it runs on daisy like any other.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 FORK_BLOCKS_PER_WORKER = 8
 """Blocks a worker from which a local run of a thread-safe block function forks its workers rather than running
 threads (see the module's docstring). A forked worker starts in 30-40 ms (tensorstore and its first block, which
-nothing reads ahead): 8 blocks of 128³ a worker (254³, 2 workers) ran 0.32 s forked against 0.27 s in threads,
-64 (512³) 1.68 s against 1.92 s."""
+nothing reads ahead). Relabelling with 2 workers, forked against threads: 202³ and 254³ (8 blocks, 4 a worker)
+0.225 against 0.197 s and 0.343 against 0.335 s; 512³ (64 blocks) 1.68 against 1.92 s."""
 
 
 def check_request(layout: BlockLayout, block_id: int | None, workers: int) -> None:
