@@ -64,20 +64,25 @@ def command(name: str, data: Path, output: str) -> tuple[list[str], str]:
         args = ["--labels", f"{data}/d.zarr/labels", "--task", f"{data}/task.json", "--output", f"{output}/targets",
                 "--block-shape", "8,8,8", "--chunk-shape", "8,8,8"]
         markers = f"{output}/.alfine-blocks/targets"
-    elif name == "postprocess-block":  # the larger volume: in forked workers 144 blocks of 8^3 can end before a kill
+    elif name == "postprocess-block":  # the larger volume: 144 blocks of 8^3 can end before a kill
         args = ["--input", f"{data}/d.zarr/pred_large", "--output", f"{output}/fragments", "--method", "watershed",
                 "--params", '{"seed_threshold": 0.9, "mask_threshold": 0.5}', "--block-shape", "8,8,8",
+                "--chunk-shape", "8,8,8"]
+        markers = f"{output}/.alfine-blocks/fragments"
+    elif name == "postprocess-block, forked":  # connected components: 864 blocks in 2 forked workers
+        args = ["--input", f"{data}/d.zarr/pred_large", "--output", f"{output}/fragments", "--method",
+                "connected_components", "--params", '{"threshold": 0.5}', "--block-shape", "8,8,8",
                 "--chunk-shape", "8,8,8"]
         markers = f"{output}/.alfine-blocks/fragments"
     else:  # relabel into a new output
         args = ["--input", f"{data}/d.zarr/fragments8", "--output", f"{output}/objects"]
         markers = f"{output}/.alfine-relabel/objects/write-done"
-    return [str(BIN / f"alfine-{name}"), *args, "--workers", "2", "--no-progress"], markers
+    return [str(BIN / f"alfine-{name.partition(',')[0]}"), *args, "--workers", "2", "--no-progress"], markers
 
 
 def array_of(name: str, output: str) -> np.ndarray:
-    return open_volume(f"{output}/{ {'make-targets': 'targets', 'postprocess-block': 'fragments'}.get(name, 'objects')}"
-                       ).read()
+    kinds = {'make-targets': 'targets', 'postprocess-block': 'fragments', 'postprocess-block, forked': 'fragments'}
+    return open_volume(f"{output}/{kinds.get(name, 'objects')}").read()
 
 
 def tree(folder: str) -> dict[str, int]:
@@ -85,7 +90,7 @@ def tree(folder: str) -> dict[str, int]:
     return {str(p): p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("name", ["make-targets", "postprocess-block", "relabel"])
+@pytest.mark.parametrize("name", ["make-targets", "postprocess-block", "postprocess-block, forked", "relabel"])
 def test_a_killed_run_run_again_gives_the_bytes_of_a_clean_run(name, data, tmp_path):
     output = str(tmp_path / "out.zarr")
     line, markers = command(name, data, output)
@@ -113,5 +118,7 @@ def test_a_killed_run_run_again_gives_the_bytes_of_a_clean_run(name, data, tmp_p
                            timeout=300)
     assert clean.returncode == 0, clean.stderr
     np.testing.assert_array_equal(array_of(name, output), array_of(name, clean_output))
+    if name.endswith("forked"):  # its blocks ran in two forked workers, each with its journal
+        assert len(list(Path(command(name, data, clean_output)[1], "done").glob("*.ids"))) == 2
     total = json.loads(again.stdout)["blocks"]
     assert 3 <= finished < total, "the run must be killed part way"
