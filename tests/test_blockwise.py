@@ -102,11 +102,11 @@ def _function(output, workers, **kwargs):
 def _forking(request, monkeypatch):
     """Thread-safe block functions run in threads, unless the test's ``workers`` parameter is "2 forked" (then in
     forked processes from 2 blocks a worker on, doing their I/O through zarr-python)."""
-    from alfine.blockwise import runner
+    from alfine.blockwise import forked
 
-    forked = getattr(request.node, "callspec", None) and request.node.callspec.params.get("workers") == "2 forked"
-    monkeypatch.setattr(runner, "FORK_BLOCKS_PER_WORKER", 2 if forked else 10**9)
-    if forked:  # (a test process has used tensorstore: its forked workers could not, and it would not fork)
+    forking = getattr(request.node, "callspec", None) and request.node.callspec.params.get("workers") == "2 forked"
+    monkeypatch.setattr(forked, "FORK_BLOCKS_PER_WORKER", 2 if forking else 10**9)
+    if forking:  # (a test process has used tensorstore: its forked workers could not, and it would not fork)
         monkeypatch.setenv("ALFINE_TENSORSTORE", "0")
 
 
@@ -437,22 +437,22 @@ def test_a_forked_process_reads_ahead_afresh():
 
 def test_a_process_that_used_tensorstore_runs_threads_not_forks(monkeypatch):
     """Forked workers of a process that has started tensorstore could not use it: such a process runs threads."""
-    from alfine.blockwise import runner
+    from alfine.blockwise import forked
     from alfine.volumes import bulk
 
     function = ThreadedWriteBlockId("out.zarr/ids")
-    monkeypatch.setattr(runner, "FORK_BLOCKS_PER_WORKER", 8)  # (this module's tests set it otherwise)
+    monkeypatch.setattr(forked, "FORK_BLOCKS_PER_WORKER", 8)  # (this module's tests set it otherwise)
     monkeypatch.setattr(bulk, "started", False)
-    assert runner.forks(function, 64, 2) == (sys.platform == "linux")
-    assert not runner.forks(function, 15, 2) and not runner.forks(function, 64, 1)
-    assert not runner.forks(WriteBlockId("out.zarr/ids"), 64, 2)  # not thread-safe: daisy's worker processes
+    assert forked.forks(function, 64, 2) == (sys.platform == "linux")
+    assert not forked.forks(function, 15, 2) and not forked.forks(function, 64, 1)
+    assert not forked.forks(WriteBlockId("out.zarr/ids"), 64, 2)  # not thread-safe: daisy's worker processes
     function.holds_gil = False
-    assert not runner.forks(function, 64, 2)  # its work releases the GIL: threads do as well
+    assert not forked.forks(function, 64, 2)  # its work releases the GIL: threads do as well
     function.holds_gil = True
     monkeypatch.setenv("ALFINE_FORK", "0")
-    assert not runner.forks(function, 64, 2)
+    assert not forked.forks(function, 64, 2)
     monkeypatch.delenv("ALFINE_FORK")
     monkeypatch.setattr(bulk, "started", True)
-    assert not runner.forks(function, 64, 2)
+    assert not forked.forks(function, 64, 2)
     monkeypatch.setenv("ALFINE_TENSORSTORE", "0")  # zarr-python does the I/O here and in the workers anyway
-    assert runner.forks(function, 64, 2) == (sys.platform == "linux")
+    assert forked.forks(function, 64, 2) == (sys.platform == "linux")

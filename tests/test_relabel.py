@@ -105,12 +105,12 @@ def test_connected_components_equal_cc3d_of_the_whole_volume(kind, shape, voxel,
 def test_forked_workers_write_the_bytes_of_worker_threads(capsys, tmp_path, monkeypatch):
     """Enough blocks a worker and both commands fork their workers (postprocess-block's labelling and relabel's
     faces and writes, each worker with its own journal): the same fragments, segmentation and records as threads."""
-    from alfine.blockwise import runner
+    from alfine.blockwise import forked
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ALFINE_TENSORSTORE", "0")  # a test process has used tensorstore: it would not fork
     shape, block = (24, 40, 36), (8, 8, 12)  # 45 blocks: over FORK_BLOCKS_PER_WORKER * 2
-    assert np.prod([-(-s // b) for s, b in zip(shape, block, strict=True)]) >= 2 * runner.FORK_BLOCKS_PER_WORKER
+    assert np.prod([-(-s // b) for s, b in zip(shape, block, strict=True)]) >= 2 * forked.FORK_BLOCKS_PER_WORKER
     data = synthetic_raw(shape, (4, 4, 4), (0, 0, 0))
     write(f"{tmp_path}/d.zarr/pred", data[None], (4, 4, 4), (0, 0, 0), block, channels=True)
     params, chunks = {"threshold": 0.5, "connectivity": 26}, ",".join(map(str, block))

@@ -15,38 +15,31 @@ A block function whose class says ``threads = True`` (it is safe to call from se
 spends its time in code that releases the GIL: zarr's codecs, numpy) runs local multi-worker runs in threads of
 this process instead: no worker processes to start (about a second each, more on a loaded machine), which
 costs more than small jobs take. Where such a function's work holds Python's lock all the same (``holds_gil``:
-cc3d's labelling, relabel's faces) and a run has at least :data:`FORK_BLOCKS_PER_WORKER` blocks a worker (on
-Linux, unless ``ALFINE_FORK=0``), its workers are processes forked from this one instead (a few milliseconds
+cc3d's labelling, relabel's faces) and a run has enough blocks a worker (on Linux, unless ``ALFINE_FORK=0``),
+its workers are processes forked from this one instead (:mod:`~alfine.blockwise.forked`: a few milliseconds
 each, everything already imported), so that work runs on all of them at once: relabelling 512³ on 2 cores,
 1.90 -> 1.68-1.77 s. With a launcher it runs on daisy like any other.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from .. import progress
 from ..errors import BlocksFailed, UserError
-from . import launch, write_behind
+from . import launch
 from .daisy_ids import agrees, task_rois
+from .forked import forks, run_forked
+from .in_turn import attempts, blocks_failed, in_turn
 from .layout import Block, BlockLayout
 from .markers import DoneMarkers
 from .worker import DaisyBlockFunction
 
 log = logging.getLogger(__name__)
-
-FORK_BLOCKS_PER_WORKER = 8
-"""Blocks a worker from which a local run of a thread-safe block function forks its workers rather than running
-threads (see the module's docstring). A forked worker starts in 30-40 ms (tensorstore and its first block, which
-nothing reads ahead). Relabelling with 2 workers, forked against threads: 202³ and 254³ (8 blocks, 4 a worker)
-0.225 against 0.197 s and 0.343 against 0.335 s; 512³ (64 blocks) 1.68 against 1.92 s."""
 
 
 def check_request(layout: BlockLayout, block_id: int | None, workers: int) -> None:
@@ -100,7 +93,7 @@ def run_blocks(
         if workers == 1 and not launcher:
             return _run_here(name, layout, process, markers, done, max_retries)
         if not launcher and forks(process, total - len(done), workers):
-            return _run_forked(name, layout, process, markers, done, workers, max_retries)
+            return run_forked(name, layout, process, markers, done, workers, max_retries)
         if not launcher and getattr(process, "threads", False):
             return _run_threads(name, layout, process, markers, done, workers, max_retries)
         return _run_daisy(name, layout, process, markers, done, workers, max_retries, launcher)
@@ -119,104 +112,29 @@ def read_first_block_ahead(process: Callable[[Block], None], layout: BlockLayout
         prefetch(layout.block(0 if block_id is None else block_id))
 
 
-def forks(process: Callable[[Block], None], blocks: int, workers: int) -> bool:
-    """Whether a local run of ``blocks`` blocks with ``workers`` workers runs ``process`` in forked worker
-    processes (:func:`_run_forked`) rather than threads: a thread-safe block function (``threads``) whose work
-    holds the GIL all the same (``holds_gil``; a block function whose work releases it gains nothing), at least
-    :data:`FORK_BLOCKS_PER_WORKER` blocks a worker, on Linux (elsewhere forking a process that has threads is
-    not safe), unless ``ALFINE_FORK=0``, and not where this process has used tensorstore already (its forked
-    workers would read and write through zarr-python, 2-3 times slower: a library caller's, a test's process)."""
-    from ..volumes import bulk
-
-    return (workers > 1 and getattr(process, "threads", False) and getattr(process, "holds_gil", False)
-            and blocks >= FORK_BLOCKS_PER_WORKER * workers
-            and sys.platform == "linux" and os.environ.get("ALFINE_FORK", "").strip() != "0"
-            and not (bulk.started and bulk.enabled()))
-
-
-def _failed(name: str, failed: int, total: int, max_retries: int, error: str, logs: str | None = None) -> BlocksFailed:
-    where = f"; tracebacks in the worker logs, {logs}" if logs else ""
-    return BlocksFailed(f"{name}: {failed} of {total} blocks failed after {max_retries} retries (first error: "
-                        f"{error}{where}); finished blocks are kept, re-run the same command to finish")
-
-
-def _attempts(process: Callable[[Block], None], block: Block, max_retries: int) -> str | None:
-    """Process ``block``, retrying a failure ``max_retries`` times; None when done, else the last failure.
-    A :class:`UserError` (bad input: the same in every block) is raised at once, naming the block."""
-    for attempt in range(max_retries + 1):
-        try:
-            process(block)
-        except UserError as e:
-            raise UserError(f"block {block.id}: {e}") from e
-        except Exception as e:  # a block's failure must not stop the others
-            write_behind.abandon()  # what the failed attempt started writing ends before the next attempt
-            log.warning("block %d failed (attempt %d of %d): %s: %s", block.id, attempt + 1, max_retries + 1,
-                        type(e).__name__, e)
-            if attempt == max_retries:
-                return f"block {block.id}: {type(e).__name__}: {e}"
-        else:
-            return None
-    return None
-
-
-def _written(process: Callable[[Block], None], block: Block, writes: list, max_retries: int) -> str | None:
-    """Wait for ``block``'s writes left running (:mod:`~alfine.blockwise.write_behind`); where one failed, process
-    the block again (its writes then end before this returns). None when written, else the last failure."""
-    try:
-        write_behind.finish(writes)
-        return None
-    except Exception as e:
-        log.warning("block %d: writing its output failed (%s: %s); processing it again", block.id,
-                    type(e).__name__, e)
-        return _attempts(process, block, max_retries)
-
-
 def _run_here(name, layout, process, markers, done, max_retries) -> dict:
-    """All blocks not done, in this process, in id order (one worker: no scheduler needed).
-
-    A block function with a ``prefetch(block)`` method is told the next block before it processes
-    the current one, so it can read ahead (measured: postprocess-block of 323³, 0.75 -> 0.68 s). A block's
-    :func:`~alfine.blockwise.write_behind.write` calls go on while the next block is processed; the block is
-    marked done once they have finished (a write that failed has the block processed again)."""
+    """All blocks not done, in this process, in id order (one worker: no scheduler needed), one after another
+    (:func:`~alfine.blockwise.in_turn.in_turn`: the next block read ahead, a block's writes left running while the
+    next is processed, the block marked done once they have ended)."""
     todo = [i for i in range(len(layout)) if i not in done]
     failures: list[str] = []
-    prefetch = getattr(process, "prefetch", None)
-    writing: tuple[int, list] | None = None  # the block before, marked done once its writes end
-
-    def settle() -> None:
-        block_id, writes = writing
-        failure = _written(process, layout.block(block_id), writes, max_retries)
-        if failure is None:
-            markers.append(block_id)
-        else:
-            failures.append(failure)
-        bar.update()
-
+    blocks = iter(todo)
     try:
         with progress.bar(total=len(layout), desc=name, unit="block", initial=len(done)) as bar:
-            for position, block_id in enumerate(todo):
-                block = layout.block(block_id)
-                if prefetch is not None and position + 1 < len(todo):
-                    prefetch(layout.block(todo[position + 1]))
-                with write_behind.collect() as writes:
-                    failure = _attempts(process, block, max_retries)
-                if writing is not None:
-                    settle()
-                writing = (block_id, writes) if failure is None else None
-                if failure is not None:
-                    failures.append(failure)
-                    bar.update()
-            if writing is not None:
-                settle()
-                writing = None
+
+            def finished(block_id: int) -> None:
+                markers.append(block_id)
+                bar.update()
+
+            def failed(failure: str) -> None:
+                failures.append(failure)
+                bar.update()
+
+            in_turn(process, layout, lambda: next(blocks, None), finished, failed, max_retries)
     finally:
-        if writing is not None:  # the next block stopped the job (bad input, an interrupt): this one still counts
-            with contextlib.suppress(Exception):
-                write_behind.finish(writing[1])
-                markers.append(writing[0])
         markers.close()
     if failures:
-        raise _failed(name, len(failures), len(layout), max_retries, failures[0])
+        raise blocks_failed(name, len(failures), len(layout), max_retries, failures[0])
     return {"blocks": len(layout), "processed": len(todo), "skipped": len(done)}
 
 
@@ -236,7 +154,7 @@ def _run_threads(name, layout, process, markers, done, workers, max_retries) -> 
     finally:
         markers.close()
     if failures:
-        raise _failed(name, len(failures), len(layout), max_retries, failures[0])
+        raise blocks_failed(name, len(failures), len(layout), max_retries, failures[0])
     return {"blocks": len(layout), "processed": processed, "skipped": len(done)}
 
 
@@ -249,7 +167,7 @@ def _threads_loop(pool, todo, workers, layout, process, markers, max_retries, fa
     def start() -> None:
         if todo:
             block_id = todo.popleft()
-            running[pool.submit(_attempts, process, layout.block(block_id), max_retries)] = block_id
+            running[pool.submit(attempts, process, layout.block(block_id), max_retries)] = block_id
             if prefetch is not None and todo:
                 prefetch(layout.block(todo[0]))
 
@@ -343,149 +261,7 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
         lines = str(state.first_worker_error or "").strip().splitlines()
         error = (failures[min(failures)] if failures else lines[-1] if lines
                  else f"a worker died; its log is in {folder}")
-        raise _failed(name, failed, total, max_retries, error, folder)
+        raise blocks_failed(name, failed, total, max_retries, error, folder)
     log.debug("daisy: completed %s, skipped %s", state.completed_count, state.skipped_count)
     return {"blocks": total, "processed": int(state.completed_count - state.skipped_count), "skipped": len(done)}
 
-
-def _run_forked(name, layout, process, markers, done, workers, max_retries) -> dict:
-    """All blocks not done, in ``workers`` processes forked from this one, each taking the next block not yet taken
-    (in id order) as it finishes one, reading ahead and writing behind as one worker does here
-    (:func:`_forked_worker`).
-
-    Each worker records the blocks it finishes in its own journal and reports them to this process, which shows
-    the progress. A :class:`UserError` in one block stops the job: no worker takes another block, the error is
-    raised here. A worker that dies (killed, out of memory) leaves its unfinished blocks undone and the job fails
-    (:class:`BlocksFailed`; a re-run finishes them). The workers die with this process."""
-    import multiprocessing
-
-    todo = [i for i in range(len(layout)) if i not in done]
-    taken = multiprocessing.get_context("fork").Value("q", 0)  # the next position in todo (len(todo): stop)
-    parent = os.getpid()
-    reader, writer = os.pipe()
-    children = []
-    try:
-        for _ in range(min(workers, len(todo))):
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child (measured through what it writes and reports)
-                code = 1
-                try:
-                    os.close(reader)
-                    _die_with(parent)
-                    _forked_worker(todo, taken, layout, process, markers.url, max_retries, writer)
-                    code = 0
-                except KeyboardInterrupt:
-                    code = 130
-                except BaseException:  # an error outside the blocks: the job fails, loudly
-                    log.exception("a forked worker of %s failed", name)
-                finally:
-                    os._exit(code)  # no cleanup of the parent's state: it is the parent's
-            children.append(pid)
-    finally:
-        os.close(writer)
-    failures, stop, finished = [], None, 0
-    try:
-        with progress.bar(total=len(layout), desc=name, unit="block", initial=len(done)) as bar, \
-                os.fdopen(reader, "rb") as reports:
-            for line in reports:
-                kind, _, text = line.decode(errors="replace").rstrip("\n").partition(" ")
-                if kind == "stop":
-                    stop = stop or text
-                    with taken.get_lock():
-                        taken.value = len(todo)
-                    continue
-                if kind == "failed":
-                    failures.append(text)
-                finished += 1
-                bar.update()
-    except BaseException:  # an interrupt here (its own, or its workers' too): they stop, keeping what they finished
-        import signal
-
-        for pid in children:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGINT)
-        raise
-    finally:
-        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
-        markers.close()
-    if stop is not None:
-        raise UserError(stop)
-    if finished < len(todo):
-        died = [code for code in codes if code != 0]
-        raise BlocksFailed(f"{name}: {len(todo) - finished} of {len(layout)} blocks were not finished: "
-                           f"{len(died)} forked worker(s) ended with exit code(s) {died or codes}; finished blocks "
-                           "are kept, re-run the same command to finish")
-    if failures:
-        raise _failed(name, len(failures), len(layout), max_retries, failures[0])
-    return {"blocks": len(layout), "processed": len(todo), "skipped": len(done)}
-
-
-def _die_with(parent: int) -> None:
-    """Have the system end this forked worker when its parent ends (Linux's ``PR_SET_PDEATHSIG``): a killed job
-    leaves no worker writing behind it."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent ended before that was set
-        os._exit(1)
-
-
-def _forked_worker(todo, taken, layout, process, markers_url, max_retries, reports: int) -> None:
-    """A forked worker of :func:`_run_forked`: takes blocks until none is left (or the job stops), records each
-    finished one in its journal, reports ``done ID``, ``failed MESSAGE`` or ``stop MESSAGE`` lines to ``reports``
-    (a pipe: lines under 4 KiB are written whole)."""
-    markers = DoneMarkers(markers_url, layout)
-    record = markers.recorder()
-    prefetch = getattr(process, "prefetch", None)
-
-    def take() -> int | None:
-        with taken.get_lock():
-            position = taken.value
-            taken.value = min(position + 1, len(todo))
-        return todo[position] if position < len(todo) else None
-
-    def report(kind: str, text: str) -> None:  # one line, under the 4 KiB a pipe takes whole
-        line = f"{kind} {' '.join(text.split())}".encode()[:4000]
-        os.write(reports, line + b"\n")
-
-    def settle(block_id: int, writes: list) -> None:
-        failure = _written(process, layout.block(block_id), writes, max_retries)
-        if failure is None:
-            record(block_id)
-            report("done", str(block_id))
-        else:
-            report("failed", failure)
-
-    writing = None  # the block before, recorded once its writes end
-    try:
-        current = take()
-        while current is not None:
-            following = take()
-            if prefetch is not None and following is not None:
-                prefetch(layout.block(following))
-            try:
-                with write_behind.collect() as writes:
-                    failure = _attempts(process, layout.block(current), max_retries)
-            except UserError as e:
-                report("stop", str(e))
-                break
-            if writing is not None:
-                settle(*writing)
-            writing = None
-            if failure is None:
-                writing = (current, writes)
-            else:
-                report("failed", failure)
-            current = following
-        if writing is not None:
-            settle(*writing)
-            writing = None
-    finally:
-        if writing is not None:  # an interrupt or a stop: the block before still counts once written
-            with contextlib.suppress(Exception):
-                write_behind.finish(writing[1])
-                record(writing[0])
-                report("done", str(writing[0]))
-        markers.close()
