@@ -277,6 +277,42 @@ def test_a_read_started_ahead_is_taken_by_its_block_and_one_not_begun_runs_in_th
     assert read_ahead.take(("in.zarr", last), lambda: f"data of block {last}") == f"data of block {last}"
 
 
+def test_a_read_started_twice_runs_once_and_a_failed_command_leaves_no_read_behind():
+    import threading
+
+    from alfine.blockwise import read_ahead
+
+    layout = BlockLayout(Roi((0, 0, 0), (8, 8, 8)), Coordinate(4, 8, 8), Coordinate(0, 0, 0))
+    other = BlockLayout(Roi((0, 0, 0), (8, 8, 8)), Coordinate(8, 4, 8), Coordinate(0, 0, 0))
+    assert read_ahead.key("in.zarr", layout.block(0)) != read_ahead.key("in.zarr", other.block(0))  # other regions
+    reads, began, release = [], threading.Event(), threading.Event()
+
+    def read(name):
+        def run():
+            reads.append(name)
+            began.set()
+            release.wait(10)
+            return name
+        return run
+
+    block = layout.block(0)
+    read_ahead.start(read_ahead.key("in.zarr", block), read("first"))
+    assert began.wait(10)
+    read_ahead.start(read_ahead.key("in.zarr", block), read("second"))  # the same read: not started again
+    release.set()
+    assert read_ahead.take(read_ahead.key("in.zarr", block), read("now")) == "first" and reads == ["first"]
+    release.clear()
+    with pytest.raises(RuntimeError, match="output refused"), read_ahead.dropped_on_error():
+        read_ahead.start(read_ahead.key("in.zarr", block), read("held"))
+        read_ahead.start(read_ahead.key("in.zarr", layout.block(1)), read("queued"))
+        raise RuntimeError("output refused")
+    release.set()
+    # nothing left for a later command: both blocks are read anew, the queued read never ran
+    assert read_ahead.take(read_ahead.key("in.zarr", block), lambda: "anew") == "anew"
+    assert read_ahead.take(read_ahead.key("in.zarr", layout.block(1)), lambda: "anew") == "anew"
+    assert "queued" not in reads
+
+
 class _HeldWrites:
     """A stand-in for a volume under :mod:`alfine.blockwise.write_behind`: each write (of a block id) goes on until
     the next block completes it, as if its compression ended while that block ran, or until it is waited for;

@@ -306,6 +306,32 @@ def test_lz4_compression_round_trips(tmp_path, zarr_format):
     assert shuffles in (["0", "1"], ["noshuffle", "shuffle"])
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zstd_label_volumes_bit_shuffle_and_read_back_the_same_either_way(tmp_path, monkeypatch, zarr_format):
+    """Segmentations (``label=True``) are stored with blosc's bit shuffle (smaller and faster for ids), images with
+    its byte shuffle; tensorstore and zarr-python write the same bytes and read each other's."""
+    roi = Roi((0, 0, 0), (16, 16, 16))
+    labels = np.repeat(np.arange(1, 17, dtype=np.uint64) + np.uint64(2**33), 256).reshape(16, 16, 16)
+    shuffles = {}
+    for bulk in ("1", "0"):
+        monkeypatch.setenv("ALFINE_TENSORSTORE", bulk)
+        for name, dtype, label in (("seg", np.uint64, True), ("mask", np.uint8, True), ("img", np.uint16, False)):
+            url = f"{tmp_path}/{bulk}.zarr/{name}"
+            data = labels.astype(dtype)
+            prepare_volume(url, roi, (1, 1, 1), dtype, (8, 8, 8), zarr_format=zarr_format, label=label).write(roi, data)
+            np.testing.assert_array_equal(open_volume(url).read(), data)
+            array = zarr.open_array(f"{tmp_path}/{bulk}.zarr/{name}/s0", mode="r")
+            shuffles[name] = [str(getattr(c.shuffle, "value", c.shuffle)) for c in array.compressors]
+    assert shuffles["seg"] == shuffles["mask"] and shuffles["seg"] in (["2"], ["bitshuffle"])
+    assert shuffles["img"] in (["1"], ["shuffle"])
+    for name in ("seg", "mask", "img"):
+        chunks = sorted(p.relative_to(tmp_path / "1.zarr") for p in (tmp_path / "1.zarr" / name).rglob("*")
+                        if p.is_file() and not p.name.startswith((".z", "zarr.json")))
+        assert chunks
+        for chunk in chunks:
+            assert (tmp_path / "1.zarr" / chunk).read_bytes() == (tmp_path / "0.zarr" / chunk).read_bytes()
+
+
 def test_geometry_default_marks_channels():
     assert Geometry.default(4).axis_names == ("c^", "z", "y", "x")
     assert Geometry.default(5, 3).axis_names == ("c0^", "c1^", "z", "y", "x")

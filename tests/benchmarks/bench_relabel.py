@@ -5,7 +5,8 @@ alfine: ``alfine-postprocess-block --method connected_components`` then ``alfine
 "prediction", 64^3 chunks). Two references, each in a process of its own:
 
 - **end-to-end** (the fair one): one process reads the prediction zarr whole, thresholds it, runs
-  ``cc3d.connected_components`` and writes the segmentation zarr (uint64, alfine's output chunking);
+  ``cc3d.connected_components`` and writes the segmentation zarr (uint64, alfine's output chunking and
+  compression);
 - **cc3d**: ``cc3d.connected_components`` of the thresholded volume already in memory (the read
   time reported apart): the floor no zarr pipeline reaches.
 
@@ -132,8 +133,8 @@ def child_end_to_end(root: str, chunks: str) -> dict:
     del data
     labelled = time.perf_counter()
     chunk_shape = tuple(int(c) for c in chunks.split(","))
-    prepare_volume(f"{root}/r.zarr/segmentation", source.roi, source.voxel_size, np.uint64,
-                   chunk_shape).write(source.roi, labels)
+    prepare_volume(f"{root}/r.zarr/segmentation", source.roi, source.voxel_size, np.uint64, chunk_shape,
+                   label=True).write(source.roi, labels)  # compressed as alfine's segmentation
     ended = time.perf_counter()
     cpu = _cpu_seconds() - cpu
     np.save(f"{root}/reference.npy", labels)

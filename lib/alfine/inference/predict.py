@@ -127,11 +127,11 @@ class PredictBlock:
 
     def prefetch(self, block) -> None:
         """Start reading ``block``'s input (:mod:`~alfine.blockwise.read_ahead`); the call processing it takes it."""
-        read_ahead.start((self.raw, block.id), lambda: self.read_input(block))
+        read_ahead.start(read_ahead.key(self.raw, block), lambda: self.read_input(block))
 
     def __call__(self, block) -> None:
         predictor = predictor_for(self.spec)  # built by the first block while its input is read ahead
-        data = read_ahead.take((self.raw, block.id), lambda: self.read_input(block))
+        data = read_ahead.take(read_ahead.key(self.raw, block), lambda: self.read_input(block))
         prediction = predictor(data)
         output = self._volume(self.output, "r+")
         keep = tuple(slice(0, s) for s in block.write_roi.shape / output.voxel_size)
@@ -202,10 +202,12 @@ def predict_volume(
     names = task.channel_names()
     process = PredictBlock(spec, raw_url, normalisation, output_url, layout)
     read_first_block_ahead(process, layout, workers, block_id, launcher)
-    output = prepare_volume(output_url, roi, voxel_size, np.dtype(output_dtype), chunks, channels=(len(names),),
-                            zarr_format=zarr_format, compression=compression, shards=shards, overwrite=overwrite,
-                            scale=scale)
-    output.array.attrs.update({"channel_names": names, "alfine_task": spec.task, "alfine_predictor": spec.describe()})
-    counts = run("predict", layout, output, process, workers=workers, block_id=block_id, launcher=launcher)
+    with read_ahead.dropped_on_error():
+        output = prepare_volume(output_url, roi, voxel_size, np.dtype(output_dtype), chunks, channels=(len(names),),
+                                zarr_format=zarr_format, compression=compression, shards=shards,
+                                overwrite=overwrite, scale=scale)
+        output.array.attrs.update({"channel_names": names, "alfine_task": spec.task,
+                                   "alfine_predictor": spec.describe()})
+        counts = run("predict", layout, output, process, workers=workers, block_id=block_id, launcher=launcher)
     return {"output": output_url, "raw": raw_url, "context": list(architecture.context()),
             "channel_names": names, "dtype": output_dtype, "predictor": spec.describe(), **counts}

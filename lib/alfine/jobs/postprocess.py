@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from funlib.geometry import Coordinate
 
-from ..blockwise import WHOLE, BlockRequest
+from ..blockwise import WHOLE, BlockRequest, read_ahead
 from ..blockwise import contract as blockwise
 from ..errors import UserError
 from ..geometry import format_roi
@@ -189,12 +189,13 @@ def postprocess_blocks(input_url: str, output: str, *, method: str | None = None
                                views=bool(join and join["rule"] == "overlap"))
     process.share(input_url, "r", source)
     blockwise.read_first_block_ahead(process, blocks, request.workers, request.block_id, request.launcher)
-    segmentation = prepare_volume(output, roi, source.voxel_size, dtype, channels=out_channels,
-                                  label=not out_channels, **storage)
-    segmentation.array.attrs.update(attributes)
-    process.share(output, "r+", segmentation)
-    counts = blockwise.run("postprocess-block", blocks, segmentation, process, request.workers, request.block_id,
-                           request.launcher)
+    with read_ahead.dropped_on_error():
+        segmentation = prepare_volume(output, roi, source.voxel_size, dtype, channels=out_channels,
+                                      label=not out_channels, **storage)
+        segmentation.array.attrs.update(attributes)
+        process.share(output, "r+", segmentation)
+        counts = blockwise.run("postprocess-block", blocks, segmentation, process, request.workers,
+                               request.block_id, request.launcher)
     return {"output": output, "method": chosen.method, "params": chosen.params, "instances": instances,
             "join": join, "context": list(context), "min_size": chosen.min_size, **counts}
 

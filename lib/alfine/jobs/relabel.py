@@ -17,9 +17,11 @@ from ..blockwise import (
     check_chunk_aligned,
     check_request,
     markers_url_for,
+    read_ahead,
     run_blocks,
 )
 from ..blockwise import contract as blockwise
+from ..blockwise.forked import forks
 from ..errors import UserError
 from ..geometry import format_roi, parse_roi
 from ..segmentation import records
@@ -42,7 +44,7 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
     objects smaller than ``min_size`` voxels over the whole volume (default: the ``min_size`` postprocess-block
     recorded, else 0), over the blocks ``request`` asks for (those of postprocess-block when the input records
     them), stored as ``storage`` says (chunks default to the block shape); a summary."""
-    from ..volumes import open_volume, prepare_volume
+    from ..volumes import open_volume
 
     storage = blockwise.storage_of(storage, chunk_shape=None)
     source = open_volume(input_url)
@@ -60,6 +62,23 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
     in_place = _same(input_url, output)
     check_request(layout, request.block_id, request.workers)
     storage["chunk_shape"] = storage["chunk_shape"] or tuple(block_shape)
+    from_records = bool((info or {}).get("block_records"))
+    faces = FacesOfBlock(input_url, work, join, layout, tuple(source.voxel_size), from_records)
+    write = WriteBlock(input_url, output, work, in_place)
+    write.share(input_url, "r", source)
+    if request.block_id is None and not forks(faces, len(layout), request.workers):
+        # the first block's labels are read while the output is made and the faces and numbering run (not where
+        # the faces fork their workers: this process must not have started tensorstore then)
+        blockwise.read_first_block_ahead(write, layout, request.workers, None, request.launcher)
+    with read_ahead.dropped_on_error():
+        return _steps(source, info, input_url, output, roi, layout, join, min_size, request, storage, faces, write)
+
+
+def _steps(source, info, input_url, output, roi, layout, join, min_size, request, storage, faces, write) -> dict:
+    """:func:`relabel` once the request is checked: make the output, then run the three steps."""
+    from ..volumes import open_volume, prepare_volume
+
+    work, in_place = write.work, write.in_place
     if in_place:
         check_chunk_aligned(layout, source.chunk_shape * source.voxel_size, source.offset, output)
         target = open_volume(output, mode="r+")
@@ -72,12 +91,9 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
 
     faces_markers = DoneMarkers(step_markers(output)["faces"], layout)
     if request.block_id is None or len(faces_markers.done_ids()) < len(layout):
-        from_records = bool((info or {}).get("block_records"))
-        here = from_records and len(layout) <= FACES_IN_PROCESS  # reads no volume data: no workers to launch
-        counts = run_blocks("relabel (faces)", layout,
-                            FacesOfBlock(input_url, work, join, layout, tuple(source.voxel_size), from_records),
-                            faces_markers, workers=request.workers, block_id=request.block_id,
-                            launcher=None if here else request.launcher)
+        here = faces.records and len(layout) <= FACES_IN_PROCESS  # reads no volume data: no workers to launch
+        counts = run_blocks("relabel (faces)", layout, faces, faces_markers, workers=request.workers,
+                            block_id=request.block_id, launcher=None if here else request.launcher)
         if request.block_id is not None:
             return {"output": output, "step": "faces", "records": work,
                     **blockwise.geometry(layout, source.voxel_size), **counts}
@@ -85,8 +101,6 @@ def relabel(input_url: str, output: str, *, min_size: float | None = None, reque
     summary = _numbering(work, layout, min_size, write_markers)
     if in_place and (info or {}).get("block_records"):  # the ids change: postprocess-block's records go stale
         target.array.attrs[ATTRIBUTE] = {**info, "block_records": False}
-    write = WriteBlock(input_url, output, work, in_place)
-    write.share(input_url, "r", source)
     write.share(output, "r+", target)
     counts = run_blocks("relabel (write)", layout, write, write_markers, workers=request.workers,
                         block_id=request.block_id, launcher=request.launcher)

@@ -187,11 +187,11 @@ class PostprocessBlock(OpensVolumes):
 
     def prefetch(self, block) -> None:
         """Start reading ``block``'s input (:mod:`~alfine.blockwise.read_ahead`); the call processing it takes it."""
-        read_ahead.start((self.input, block.id), lambda: self._read(block))
+        read_ahead.start(read_ahead.key(self.input, block), lambda: self._read(block))
 
     def __call__(self, block) -> None:
         source = self.volume(self.input)
-        data, read_roi = read_ahead.take((self.input, block.id), lambda: self._read(block))
+        data, read_roi = read_ahead.take(read_ahead.key(self.input, block), lambda: self._read(block))
         prediction = prediction_of(data, source.geometry.channel_dims, self.channels)
         result = apply(self.method, prediction, self.params, self.offsets)
         spatial = prediction.shape[1:]

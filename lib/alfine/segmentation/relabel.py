@@ -216,18 +216,17 @@ class WriteBlock(OpensVolumes):
     def _mapping(self, block) -> dict:
         return records.load_packed_or_npz(mapping_url(self.work, block.id))
 
-    def _inputs(self, block) -> tuple[np.ndarray, dict]:
-        return self._labels(block), self._mapping(block)
-
     def prefetch(self, block) -> None:
-        """Start reading ``block``'s labels and map (:mod:`~alfine.blockwise.read_ahead`), unless in place (where a
-        block's labels may come from its saved original instead)."""
+        """Start reading ``block``'s labels (:mod:`~alfine.blockwise.read_ahead`), unless in place (where a block's
+        labels may come from its saved original instead). Its id map is read when the block is processed, so the
+        first blocks' labels may be read while the steps before make the maps."""
         if not self.in_place:
-            read_ahead.start((self.input, block.id), lambda: self._inputs(block))
+            read_ahead.start(read_ahead.key(self.input, block), lambda: self._labels(block))
 
     def __call__(self, block) -> None:
         if not self.in_place:
-            self._write(block, *read_ahead.take((self.input, block.id), lambda: self._inputs(block)))
+            labels = read_ahead.take(read_ahead.key(self.input, block), lambda: self._labels(block))
+            self._write(block, labels, self._mapping(block))
             return
         if records.exists(written_url(self.work, block.id)):
             return

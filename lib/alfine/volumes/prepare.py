@@ -42,27 +42,43 @@ the raw bytes): for intermediate volumes that are read once, such as postprocess
 about 35% faster, to files of about the same size (17x smaller than raw against 11-29x with the shuffle);
 floats keep the shuffle, which groups their exponent bytes."""
 
+BITSHUFFLE_LABELS = True
+"""zstd label volumes (``label=True``, integers: segmentations, masks, class maps) are stored with blosc's bit
+shuffle instead of its byte shuffle: their ids change in few bits from voxel to voxel. Measured on 2 cores, relabelled
+uint64 ids of the synthetic volume: 64^3 chunks encode in 1.8 instead of 6.6 ms, decode in 0.9 instead of 1.1 ms,
+to 0.9 % instead of 3.3 % of the raw bytes (128^3: 16 against 56 ms, 7.8 against 10.2 ms, 1.1 % against 3.6 %);
+a uint8 mask of 128^3 2.8 against 10.3 ms, 6 % against 9 %. Images (raw, predictions) keep the byte shuffle."""
 
-def _compressor(name: str, zarr_format: int, dtype: np.dtype):
+
+def _shuffle(name: str, dtype: np.dtype, label: bool) -> str:
+    """blosc's shuffle for a volume: see :data:`LZ4_LEVEL` and :data:`BITSHUFFLE_LABELS`."""
+    if dtype.kind not in "ui":
+        return "shuffle"
+    if name == "lz4":
+        return "noshuffle"
+    return "bitshuffle" if label and BITSHUFFLE_LABELS else "shuffle"
+
+
+def _compressor(name: str, zarr_format: int, dtype: np.dtype, label: bool = False):
     if name not in COMPRESSIONS:
         raise VolumeError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
     if name == "none":
         return None
     cname, level = ("lz4", LZ4_LEVEL) if name == "lz4" else ("zstd", ZSTD_LEVEL)
-    shuffle = not (name == "lz4" and dtype.kind in "ui")  # see LZ4_LEVEL
+    shuffle = _shuffle(name, dtype, label)
     if zarr_format == 2:
         import numcodecs
 
         if name == "gzip":
             return numcodecs.GZip(level=5)
-        return numcodecs.Blosc(cname=cname, clevel=level,
-                               shuffle=numcodecs.Blosc.SHUFFLE if shuffle else numcodecs.Blosc.NOSHUFFLE)
+        modes = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE,
+                 "bitshuffle": numcodecs.Blosc.BITSHUFFLE}
+        return numcodecs.Blosc(cname=cname, clevel=level, shuffle=modes[shuffle])
     import zarr.codecs
 
     if name == "gzip":
         return zarr.codecs.GzipCodec(level=5)
-    return zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle="shuffle" if shuffle else "noshuffle",
-                                  typesize=dtype.itemsize)
+    return zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle=shuffle, typesize=dtype.itemsize)
 
 
 def prepare_volume(
@@ -235,7 +251,7 @@ def _create(url, parsed, roi, voxel_size, dtype, channels, geometry, shape, chun
         kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
     else:
         kwargs["dimension_names"] = [n.rstrip("^") for n in geometry.axis_names]
-    compressor = _compressor(compression, zarr_format, dtype)
+    compressor = _compressor(compression, zarr_format, dtype, label)
     array = image.create_array(
         ngff.level_name(0),
         shape=shape,
