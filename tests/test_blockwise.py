@@ -91,10 +91,13 @@ class ThreadedWriteBlockId(WriteBlockId):
 
 
 def _function(output, workers, **kwargs):
-    """The block function and the number of workers of a parameter: 1, 2 (daisy processes), "2 threads" or
-    "2 forked" (the same thread-safe function, in 2 processes forked from this one: see _forking)."""
+    """The block function and the number of workers of a parameter: 1, 2 (daisy processes), "2 threads" (a
+    thread-safe function that releases the GIL) or "2 forked" (one that holds it, in 2 processes forked from this
+    one: see _forking)."""
     if workers in ("2 threads", "2 forked"):
-        return ThreadedWriteBlockId(output, **kwargs), 2
+        function = ThreadedWriteBlockId(output, **kwargs)
+        function.holds_gil = workers == "2 forked"
+        return function, 2
     return WriteBlockId(output, **kwargs), workers
 
 
@@ -148,15 +151,54 @@ def test_every_block_runs_once_and_is_marked(output, workers, tmp_path):
         assert len(journals) == 2 and f"{os.getpid()}.ids" not in journals
 
 
+class OrderedWriteBlockId(ThreadedWriteBlockId):
+    """Records the order in which blocks are processed and read ahead, and each block's thread."""
+
+    def __init__(self, url):
+        super().__init__(url)
+        self.events: list[tuple[str, int, str]] = []
+
+    def prefetch(self, block):
+        import threading
+
+        self.events.append(("read ahead", block.id, threading.current_thread().name))
+
+    def __call__(self, block):
+        import threading
+
+        self.events.append(("process", block.id, threading.current_thread().name))
+        super().__call__(block)
+
+
+def test_a_function_that_holds_the_gil_in_too_few_blocks_to_fork_runs_in_this_thread_in_turn(output):
+    """Threads would take turns holding the lock: its blocks run one after another in this thread, each next one
+    read ahead while the one before is processed."""
+    layout = _layout()  # 18 blocks: fewer than _forking's 10**9 a worker
+    markers = DoneMarkers(markers_url_for(output), layout)
+    function = OrderedWriteBlockId(output)
+    assert run_blocks("ids", layout, function, markers, workers=2) == {"blocks": 18, "processed": 18, "skipped": 0}
+    processed = [(block, thread) for kind, block, thread in function.events if kind == "process"]
+    assert processed == [(i, "MainThread") for i in range(18)]
+    ahead = [block for kind, block, _ in function.events if kind == "read ahead"]
+    assert ahead == list(range(1, 18))  # each next block, told before the one before is processed
+    assert function.events.index(("read ahead", 1, "MainThread")) < function.events.index(("process", 0, "MainThread"))
+    np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
+    function.holds_gil = False  # the same function releasing the lock: 2 threads
+    function.events.clear()
+    assert run_blocks("ids2", layout, function, DoneMarkers(markers_url_for(output) + "2", layout), workers=2)[
+        "processed"] == 18
+    assert {thread for kind, _, thread in function.events if kind == "process"} == {"block_0", "block_1"}
+
+
 @pytest.mark.parametrize("workers", ["2 threads", "2 forked"])
 def test_bad_input_in_a_block_run_in_threads_stops_the_job(output, workers):
     layout = _layout()
     markers = DoneMarkers(markers_url_for(output), layout)
     with pytest.raises(UserError, match="block 3: bad input"):
-        run_blocks("ids", layout, ThreadedWriteBlockId(output, bad_input_on={3}), markers, workers=2)
+        run_blocks("ids", layout, _function(output, workers, bad_input_on={3})[0], markers, workers=2)
     done = markers.done_ids()
     assert 3 not in done and len(done) < 17  # the blocks after those running were never started
-    summary = run_blocks("ids", layout, ThreadedWriteBlockId(output), markers, workers=2)
+    summary = run_blocks("ids", layout, _function(output, workers)[0], markers, workers=2)
     assert summary == {"blocks": 18, "processed": 18 - len(done), "skipped": len(done)}
     np.testing.assert_array_equal(open_volume(output).read(), _expected(layout))
 
