@@ -1,6 +1,6 @@
 # alfine: `make demo` runs the pipeline on a synthetic volume, `make test` runs the tests.
 # Both create .venv and install the pinned dependencies on first use (and again only when
-# pyproject.toml, setup.py, requirements/ or the C module alfine._labels change).
+# pyproject.toml, setup.py, requirements/ or alfine's C modules change).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check
 STAMP := $(VENV)/.alfine-installed
-INSTALLED_FROM := pyproject.toml setup.py lib/alfine/_labels.c $(wildcard requirements/*.txt)
+INSTALLED_FROM := pyproject.toml setup.py $(wildcard lib/alfine/*.c) $(wildcard requirements/*.txt)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install demo test tour-test lint bench images clean
@@ -17,7 +17,8 @@ install: $(STAMP)
 
 # torch first, alone: `torch==2.13.0` takes the CPU wheel that lies on these machines; the
 # rest is then installed with every package pinned (requirements/constraints.txt), then alfine
-# (editable; its C module alfine._labels is compiled where a C compiler is, see setup.py).
+# (editable; its C modules alfine._labels and alfine._merging are compiled where a C compiler is,
+# see setup.py).
 $(STAMP): $(INSTALLED_FROM)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "alfine needs Python >= 3.11" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -396,7 +396,19 @@ def test_agglomerate_needs_a_nearest_neighbour_offset():
         agglomerate(np.zeros((2, 4, 4, 4), np.float32), [[2, 0, 0], [0, 1, 1]])
 
 
-def test_merge_recomputes_the_mean_of_merged_edges():
+@pytest.fixture(params=["compiled", "python"])
+def merging_loop(request, monkeypatch):
+    """merge_by_mean_affinity with the compiled loop (skipped where it was not built) or the Python one."""
+    from alfine.postprocess import merging
+
+    if request.param == "python":
+        monkeypatch.setattr(merging, "_merging", None)
+    elif not merging.COMPILED:
+        pytest.skip("alfine._merging was not built (no C compiler at install)")
+    return request.param
+
+
+def test_merge_recomputes_the_mean_of_merged_edges(merging_loop):
     pairs = np.array([[1, 2], [2, 3], [1, 3]])
     # 1-2 merge first (0.9); then (1+2)-3 has mean (0.6 + 9 * 0.2) / 10 = 0.24, below the threshold.
     segment_of = merge_by_mean_affinity(3, pairs, np.array([9.0, 0.6, 1.8]), np.array([10, 1, 9]), 0.5)
@@ -425,7 +437,7 @@ def _merge_reference(nodes, pairs, sums, counts, threshold_):
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_merge_matches_a_naive_reference(seed):
+def test_merge_matches_a_naive_reference(seed, merging_loop):
     rng = np.random.default_rng(seed)
     nodes = 9
     pairs = np.array([p for p in itertools.combinations(range(1, nodes + 1), 2) if rng.random() < 0.4])
