@@ -17,7 +17,7 @@ install: $(STAMP)
 
 # torch first, alone: `torch==2.13.0` takes the CPU wheel that lies on these machines; the
 # rest is then installed with every package pinned (requirements/constraints.txt), then alfine
-# (editable; its C modules alfine._labels and alfine._merging are compiled where a C compiler is,
+# (editable; its C modules alfine._labels and alfine._agglomeration are compiled where a C compiler is,
 # see setup.py).
 $(STAMP): $(INSTALLED_FROM)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "alfine needs Python >= 3.11" >&2; exit 2; }

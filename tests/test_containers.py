@@ -81,5 +81,5 @@ def test_a_wheel_of_alfine_holds_every_module_and_the_compiled_one(tmp_path):
     expected |= {f"alfine_tools/{p.relative_to(ROOT / 'tools').as_posix()}" for p in (ROOT / "tools").rglob("*.py")}
     assert len(expected) > 100 and not expected - names
     if shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]):
-        for module in ("_labels", "_merging"):
+        for module in ("_labels", "_agglomeration"):
             assert any(re.fullmatch(rf"alfine/{module}\..*\.so", name) for name in names), module

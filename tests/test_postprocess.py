@@ -402,9 +402,9 @@ def merging_loop(request, monkeypatch):
     from alfine.postprocess import merging
 
     if request.param == "python":
-        monkeypatch.setattr(merging, "_merging", None)
+        monkeypatch.setattr(merging, "_compiled", None)
     elif not merging.COMPILED:
-        pytest.skip("alfine._merging was not built (no C compiler at install)")
+        pytest.skip("alfine._agglomeration was not built (no C compiler at install)")
     return request.param
 
 

