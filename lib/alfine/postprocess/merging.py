@@ -72,11 +72,12 @@ def merge_by_mean_affinity(
     at least one segment is smaller than ``small`` merge; a merged segment's size is the sum of
     its nodes' sizes.
     """
+    threshold = float(threshold)  # means are compared in float64 either way (a numpy float32 would compare in float32)
     if _compiled is not None:
         parent = np.empty(int(nodes) + 1, np.uint64)
         _compiled.merge_by_mean_affinity(
             int(nodes), np.ascontiguousarray(pairs, np.uint64).reshape(-1, 2), np.ascontiguousarray(sums, np.float64),
-            np.ascontiguousarray(counts, np.int64), float(threshold),
+            np.ascontiguousarray(counts, np.int64), threshold,
             None if sizes is None else np.array(sizes, np.int64), int(small), parent)  # (sizes: a copy it changes)
         return _roots(parent)
     return _merge_in_python(nodes, pairs, sums, counts, threshold, sizes, small)
