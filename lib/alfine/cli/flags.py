@@ -152,7 +152,9 @@ def seed(default: int = 0) -> Any:
 
 
 def workers(default: int = 1) -> Any:
-    return flag(default, "whole-volume mode: how many workers process blocks at once", metavar="N", parse=int)
+    return flag(default, "whole-volume mode: how many workers process blocks at once, at most (work that holds "
+                         "Python's lock, in too few blocks to fork workers, runs in the command's own thread)",
+                metavar="N", parse=int)
 
 
 def overwrite() -> Any:
