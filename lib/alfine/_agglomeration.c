@@ -453,7 +453,8 @@ NAME(uint64_t *labels, int64_t n, const int64_t *shape, int ndim, const T *affin
         steps[a] = steps[a + 1] * shape[a + 1];                                                                      \
     }                                                                                                                \
     int failed = -1;                                                                                                 \
-    int64_t *claimed = malloc((size_t)n * sizeof(int64_t)), *frontier = malloc((size_t)(count ? count : 1) * 8);    \
+    int32_t *claimed = malloc((size_t)n * sizeof(int32_t));  /* each voxel's claim this round (-1: none) */       \
+    int64_t *frontier = malloc((size_t)(count ? count : 1) * sizeof(int64_t));                                       \
     Claim *claims = NULL;                                                                                            \
     size_t capacity = 0;                                                                                             \
     if (claimed == NULL || frontier == NULL) {                                                                       \
@@ -487,7 +488,7 @@ NAME(uint64_t *labels, int64_t n, const int64_t *shape, int ndim, const T *affin
                             goto done;                                                                               \
                         }                                                                                            \
                         claims = room;                                                                               \
-                        claimed[t] = (int64_t)made;                                                                  \
+                        claimed[t] = (int32_t)made;                                                                  \
                         claims[made++] = (Claim){t, f, w, rank};                                                     \
                     }                                                                                                \
                     else {                                                                                           \
@@ -562,10 +563,10 @@ grow(PyObject *self, PyObject *args)
     }
     const char *format = affinities.format ? affinities.format : "B";
     const int single = strcmp(format, "f") == 0, twice = strcmp(format, "d") == 0;
-    if (ndim < 1 || ndim > 32 || voxels != n || deltas.len != axes.len || (!single && !twice)
+    if (ndim < 1 || ndim > 32 || voxels != n || n >= INT32_MAX || deltas.len != axes.len || (!single && !twice)
             || affinities.len / affinities.itemsize != (Py_ssize_t)channels * n) {
         PyErr_SetString(PyExc_ValueError, "grow: expected float32 or float64 affinities [C, *shape], labels of that "
-                        "shape, one axis and delta a channel");
+                        "shape (under 2^31 voxels), one axis and delta a channel");
         goto release;
     }
     for (int c = 0; c < channels; c++) {

@@ -303,11 +303,11 @@ def _grow(
     across its strongest one (on ties, the first in channel order, and per channel the neighbour
     at ``-offset`` before the one at ``+offset``). Only the voxels labelled in the previous round
     can label new ones, so a round costs in proportion to them. Compiled where ``alfine._agglomeration`` was built
-    (float32 or float64 affinities; the same rounds, the threshold compared as numpy compares it: a Python float
-    as the affinities' dtype, a numpy float64 as float64): the cells of ``bench_agglomeration.py`` grow in 16 ms
-    instead of 119.
+    (float32 or float64 affinities, under 2^31 voxels; the same rounds, the threshold compared as numpy compares
+    it: a Python float as the affinities' dtype, a numpy float64 as float64): the cells of
+    ``bench_agglomeration.py`` grow in 16 ms instead of 119.
     """
-    if _compiled is not None and affinities.dtype in (np.float32, np.float64):
+    if _compiled is not None and affinities.dtype in (np.float32, np.float64) and labels.size < 2**31 - 1:
         compared = np.result_type(affinities.dtype, threshold)  # numpy's rule for ``weight > threshold`` below
         if compared in (np.float32, np.float64):
             grown = np.array(labels, np.uint64, order="C", copy=not (labels.dtype == np.uint64
