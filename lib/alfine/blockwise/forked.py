@@ -24,15 +24,15 @@ from .markers import DoneMarkers
 log = logging.getLogger(__name__)
 
 FORK_BLOCKS_PER_WORKER = 8
-"""Blocks a worker from which a local run of a thread-safe block function forks its workers rather than running
-threads. A forked worker starts in 30-40 ms (tensorstore and its first block, which nothing reads ahead).
-Relabelling with 2 workers, forked against threads: 202³ and 254³ (8 blocks, 4 a worker) 0.225 against 0.197 s
-and 0.343 against 0.335 s; 512³ (64 blocks) 1.68 against 1.92 s."""
+"""Blocks a worker from which a local run of a thread-safe block function that holds the GIL forks its workers
+(with fewer, this process runs the blocks one after another). A forked worker starts in 30-40 ms (tensorstore and
+its first block, which nothing reads ahead). Relabelling with 2 workers, forked against threads: 202³ and 254³
+(8 blocks, 4 a worker) 0.225 against 0.197 s and 0.343 against 0.335 s; 512³ (64 blocks) 1.68 against 1.92 s."""
 
 
 def forks(process: Callable[[Block], None], blocks: int, workers: int) -> bool:
     """Whether a local run of ``blocks`` blocks with ``workers`` workers runs ``process`` in forked worker
-    processes (:func:`run_forked`) rather than threads: a thread-safe block function (``threads``) whose work
+    processes (:func:`run_forked`) rather than in this process: a thread-safe block function (``threads``) whose work
     holds the GIL all the same (``holds_gil``; a block function whose work releases it gains nothing), at least
     :data:`FORK_BLOCKS_PER_WORKER` blocks a worker, on Linux (elsewhere forking a process that has threads is
     not safe), unless ``ALFINE_FORK=0``, and not where this process has used tensorstore already (its forked

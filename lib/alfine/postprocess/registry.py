@@ -52,7 +52,8 @@ class Method:
     that take affinity offsets at least twice the longest one). ``threads``: the function may run in several
     threads of one process at once and spends its time in numpy or C code that releases the GIL, so blocks of
     it run in threads rather than in worker processes (see :mod:`alfine.blockwise.runner`); ``holds_gil``: such a
-    function whose main work holds the GIL all the same, so that runs of many blocks fork their workers instead.
+    function whose main work holds the GIL all the same, so that runs of many blocks fork their workers instead
+    and runs of few run in one thread, one block after another.
     """
 
     function: Callable[..., np.ndarray]

@@ -173,7 +173,7 @@ class PostprocessBlock(OpensVolumes):
 
     @property
     def holds_gil(self) -> bool:
-        """Whether the method's main work holds the GIL (cc3d): runs of many blocks fork their workers instead."""
+        """Whether the method's main work holds the GIL (cc3d): see :class:`~alfine.postprocess.registry.Method`."""
         from ..postprocess import METHODS
 
         return self.threads and METHODS[self.method].holds_gil

@@ -19,10 +19,12 @@ Records live under ``OUTPUT_CONTAINER/.alfine-relabel/OUTPUT_PATH``: ``faces/N.a
 ``mapping/N.arrays`` (old ``ids`` -> ``new_ids`` of block N; both packed, :func:`.records.save_packed`: read
 with :func:`.records.load_arrays`), ``objects.npz`` (``sizes[new_id - 1]``)
 and ``objects.json`` (the summary; its presence marks step 2 done). Each step's finished blocks
-are recorded, so a killed run re-run finishes the job. Without a launcher both blockwise steps run
-in ``--workers`` threads of this process (their blocks spend their time in zarr's codecs and numpy,
-which release the GIL), so relabelling starts no worker processes. With ``--block-id N`` a run does block N
-of step 1 until all blocks have done step 1, then (numbering first, when missing) block N of step 3.
+are recorded, so a killed run re-run finishes the job. Without a launcher relabelling launches no workers: the
+write step runs in ``--workers`` threads of this process (its blocks spend their time in zarr's codecs and numpy,
+which release the GIL); the faces step, whose numpy over small arrays holds the GIL, forks its workers from this
+process where there are many blocks and otherwise runs its blocks in this thread (:mod:`alfine.blockwise.runner`).
+With ``--block-id N`` a run does block N of step 1 until all blocks have done step 1, then (numbering first, when
+missing) block N of step 3.
 """
 
 from __future__ import annotations
