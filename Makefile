@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check
 STAMP := $(VENV)/.alfine-installed
-INSTALLED_FROM := pyproject.toml setup.py $(wildcard lib/alfine/*.c) $(wildcard requirements/*.txt)
+INSTALLED_FROM := pyproject.toml setup.py $(wildcard lib/alfine/*.[ch]) $(wildcard requirements/*.txt)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install demo test tour-test lint bench images clean

@@ -8,6 +8,6 @@ from setuptools import Extension, find_packages, setup
 
 setup(
     packages=["alfine", *(f"alfine.{name}" for name in find_packages("lib/alfine")), "alfine_tools"],
-    ext_modules=[Extension("alfine._labels", ["lib/alfine/_labels.c"], optional=True),
-                 Extension("alfine._agglomeration", ["lib/alfine/_agglomeration.c"], optional=True)],
+    ext_modules=[Extension(f"alfine.{name}", [f"lib/alfine/{name}.c"], depends=["lib/alfine/_buffers.h"], optional=True)
+                 for name in ("_labels", "_agglomeration")],
 )

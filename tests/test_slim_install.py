@@ -26,7 +26,7 @@ FULL = Path(sys.executable).parent
 SLIM = ROOT / ".venv" / "slim"
 pytestmark = pytest.mark.xdist_group(ONNX_MODELS)
 INPUTS = [ROOT / "requirements" / "slim.txt", ROOT / "requirements" / "constraints.txt", ROOT / "pyproject.toml",
-          ROOT / "setup.py", *sorted((ROOT / "lib" / "alfine").glob("*.c"))]
+          ROOT / "setup.py", *sorted((ROOT / "lib" / "alfine").glob("*.[ch]"))]
 
 
 @pytest.fixture(scope="module")

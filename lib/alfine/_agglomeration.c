@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_buffers.h"
+
 typedef struct {
     double key;  /* -mean */
     uint64_t u, v;
@@ -350,23 +352,6 @@ merge(uint64_t nodes, const uint64_t *pairs, const double *sums, const int64_t *
 done:
     graph_free(&graph, nodes);
     return failed;
-}
-
-/* Fills view with obj's C-contiguous buffer of items of itemsize bytes (any size: 0; writable if asked); -1 with an
- * exception. */
-static int
-get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *name)
-{
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
-        return -1;
-    }
-    if (itemsize && view->itemsize != itemsize) {
-        PyErr_Format(PyExc_TypeError, "%s: expected %zd-byte items, got %zd-byte ones", name, itemsize,
-                     view->itemsize);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
 }
 
 PyDoc_STRVAR(merge_by_mean_affinity_doc,

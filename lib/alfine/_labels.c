@@ -9,21 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* Fills ``view`` with ``obj``'s buffer (C-contiguous, 8-byte items, writable if asked); -1 with an exception. */
-static int
-get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *name)
-{
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) {
-        return -1;
-    }
-    if (view->itemsize != 8) {
-        PyErr_Format(PyExc_TypeError, "%s: expected 8-byte items, got %zd-byte ones", name, view->itemsize);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
+#include "_buffers.h"
 
 /* Counts ids 0..limit-1 of values[0..size) into count, raising nonzero ids by offset; the first id at or above
  * limit (values then left partly raised) or 0 (all within), as *outside with a return of 1, else 0.
@@ -88,10 +74,10 @@ count_and_offset(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOK", &labels_obj, &counts_obj, &base)) {
         return NULL;
     }
-    if (get_buffer(labels_obj, &labels, 1, "labels") < 0) {
+    if (get_buffer(labels_obj, &labels, 8, 1, "labels") < 0) {
         return NULL;
     }
-    if (get_buffer(counts_obj, &counts, 1, "counts") < 0) {
+    if (get_buffer(counts_obj, &counts, 8, 1, "counts") < 0) {
         PyBuffer_Release(&labels);
         return NULL;
     }
@@ -140,14 +126,14 @@ map_through(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OKOO", &labels_obj, &low, &table_obj, &out_obj)) {
         return NULL;
     }
-    if (get_buffer(labels_obj, &labels, 0, "labels") < 0) {
+    if (get_buffer(labels_obj, &labels, 8, 0, "labels") < 0) {
         return NULL;
     }
-    if (get_buffer(table_obj, &table, 0, "table") < 0) {
+    if (get_buffer(table_obj, &table, 8, 0, "table") < 0) {
         PyBuffer_Release(&labels);
         return NULL;
     }
-    if (get_buffer(out_obj, &out, 1, "out") < 0) {
+    if (get_buffer(out_obj, &out, 8, 1, "out") < 0) {
         PyBuffer_Release(&labels);
         PyBuffer_Release(&table);
         return NULL;
