@@ -513,8 +513,8 @@ def test_a_forked_process_reads_ahead_afresh():
     assert read_ahead.take("before", lambda: "own") == "parent's"
 
 
-def test_a_process_that_used_tensorstore_runs_threads_not_forks(monkeypatch):
-    """Forked workers of a process that has started tensorstore could not use it: such a process runs threads."""
+def test_a_process_that_used_tensorstore_does_not_fork(monkeypatch):
+    """Forked workers of a process that has started tensorstore could not use it: such a process does not fork."""
     from alfine.blockwise import forked
     from alfine.volumes import bulk
 
