@@ -20,8 +20,13 @@ rounds (default 3), interleaved; rows give medians, the lowest and highest time,
 of one round (this machine's first touch of fresh memory alone can make the one-process reference 2-4 times slower
 from one run to the next). Default 256^3 (a run of about a minute on 2 cores; the synthetic volume takes most of
 it); ``--scale 8`` gives 512^3. ``--scaling`` repeats it at 1x, 2x and 4x the voxels and reports time per voxel and
-peak memory per size.
-Run: ``.venv/bin/python tests/benchmarks/bench_relabel.py [--scale S] [--workers N] [--repeats R] [--scaling]``;
+peak memory per size. Each round also runs alfine and the end-to-end reference on fewer cores (``--fewer-cores``,
+default 1; the process pinned to them): the ratio of their speed-ups from those cores to all of this machine's says
+which side gains more from cores. alfine's extra work (its fragments written and read back, faces, maps) is paid
+back only by spreading its blocks over the cores, while the one process spreads only its codecs (cc3d is
+single-threaded), so on 2 cores the two are about even and the end-to-end ratio depends on the machine's cores.
+Run: ``.venv/bin/python tests/benchmarks/bench_relabel.py [--scale S] [--workers N] [--repeats R] [--scaling]
+[--fewer-cores C,...]``;
 writes ``bench/relabel.json`` and prints one JSON object with ``rows`` (see ``run_all.py``).
 """
 
@@ -203,20 +208,33 @@ def same_partition(root: str) -> bool:
     return bool(one_to_one and np.array_equal(ours == 0, theirs == 0))
 
 
-def _child(kind: str, root: str, workers: int, *extra: str) -> dict:
-    """Run one side in a process of its own. Linux keeps a process's peak memory across exec, so a child
-    reports at least this process's size: this one stays small (the comparison runs in a child too)."""
-    command = [sys.executable, __file__, "--workers", str(workers), "--child", kind, root, *extra]
+def _child(kind: str, root: str, workers: int, *extra: str, cores: int | None = None) -> dict:
+    """Run one side in a process of its own (on its first ``cores`` cores only, when given). Linux keeps a
+    process's peak memory across exec, so a child reports at least this process's size: this one stays small (the
+    comparison runs in a child too)."""
+    pinned = ["--cores", str(cores)] if cores else []
+    command = [sys.executable, __file__, "--workers", str(workers), *pinned, "--child", kind, root, *extra]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(side: int, workers: int, data: str | None = None, repeats: int = 3) -> dict:
+def _fresh(root: str) -> None:
+    """Remove what a round made, so that the next run starts afresh (alfine's markers are in s.zarr)."""
+    for made in ("s.zarr", "r.zarr", "alfine-logs"):
+        shutil.rmtree(f"{root}/{made}", ignore_errors=True)
+
+
+def measure(side: int, workers: int, data: str | None = None, repeats: int = 3, fewer_cores: tuple = ()) -> dict:
     """alfine and both references on one side^3 volume (kept in ``data``/SIDE when given, made once), ``repeats``
     rounds of the three interleaved (so that load from elsewhere falls on all alike); times are the medians, with
-    each round's figures kept. The partitions are compared once, after the first round."""
+    each round's figures kept. The partitions are compared once, after the first round. For each number of cores
+    in ``fewer_cores`` (fewer than this process may use), each round also runs alfine (``min(workers, cores)``
+    workers) and the end-to-end reference on that many cores only: how much each gains from the cores."""
+    available = len(os.sched_getaffinity(0))
+    fewer_cores = tuple(c for c in fewer_cores if 0 < c < available)
+    pinned = {c: [] for c in fewer_cores}
     rounds = []
     with tempfile.TemporaryDirectory() as root:
         generation = None
@@ -228,13 +246,17 @@ def measure(side: int, workers: int, data: str | None = None, repeats: int = 3) 
         else:
             generation = _child("make", root, workers, str(side))["seconds"]
         for repeat in range(repeats):
-            for made in ("s.zarr", "r.zarr", "alfine-logs"):  # each round starts afresh (markers are in s.zarr)
-                shutil.rmtree(f"{root}/{made}", ignore_errors=True)
+            _fresh(root)
             alfine = _child("alfine", root, workers)
-            end_to_end = _child("end-to-end", root, workers, ",".join(map(str, alfine["chunk_shape"])))
+            chunks = ",".join(map(str, alfine["chunk_shape"]))
+            end_to_end = _child("end-to-end", root, workers, chunks)
             rounds.append((alfine, end_to_end, _child("cc3d", root, workers)))
             if repeat == 0:
                 equal = _child("check", root, workers)["same_partition"]
+            for cores in fewer_cores:
+                _fresh(root)
+                pinned[cores].append((_child("alfine", root, min(workers, cores), cores=cores),
+                                      _child("end-to-end", root, workers, chunks, cores=cores)))
     alfine, end_to_end, in_memory = (_median_run([r[i] for r in rounds]) for i in range(3))
     alfine["peak_rss_bound_mb"] = round(alfine["peak_rss_mb"] + workers * alfine["peak_rss_workers_mb"], 1)
     return {
@@ -248,6 +270,10 @@ def measure(side: int, workers: int, data: str | None = None, repeats: int = 3) 
         "end_to_end_ns_per_voxel": round(1e9 * end_to_end["seconds"] / side**3, 1),
         "alfine": alfine, "end_to_end": end_to_end, "cc3d": in_memory, "same_partition": equal,
         "rounds": [{"alfine": a, "end_to_end": e, "cc3d": c} for a, e, c in rounds], "generation_seconds": generation,
+        "cores": available,
+        "fewer_cores": [{"cores": cores, "alfine_workers": min(workers, cores),
+                         "alfine": _median_run([a for a, _ in runs]), "end_to_end": _median_run([e for _, e in runs])}
+                        for cores, runs in pinned.items()],
     }
 
 
@@ -290,6 +316,27 @@ def rows(runs: list[dict]) -> list[dict]:
                               f"{a['peak_rss_workers_mb']:.0f})",
                     "reference": f"one process: {e['peak_rss_mb']:.0f} MB",
                     "ratio": round(a["peak_rss_bound_mb"] / e["peak_rss_mb"], 2)})
+        out.extend(_cores_rows(run, size))
+    return out
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' if number > 1 else ''}"
+
+
+def _cores_rows(run: dict, size: str) -> list[dict]:
+    """Rows of how much each side gains from all cores against fewer (``measure``'s ``fewer_cores``)."""
+    out = []
+    a, e = run["alfine"], run["end_to_end"]
+    for fewer in run.get("fewer_cores", []):
+        fa, fe = fewer["alfine"], fewer["end_to_end"]
+        gain, reference_gain = fa["seconds"] / a["seconds"], fe["seconds"] / e["seconds"]
+        cores, workers = _count(fewer["cores"], "core"), _count(fewer["alfine_workers"], "worker")
+        out.append({"name": f"relabel: speed-up from {cores} to {run['cores']}, {size} (median of {run['repeats']}; "
+                            f"> 1: alfine gains more from the cores)",
+                    "alfine": f"{fa['seconds']:.2f} s ({workers}) -> {a['seconds']:.2f} s: {gain:.2f}x",
+                    "reference": f"one process: {fe['seconds']:.2f} s -> {e['seconds']:.2f} s: {reference_gain:.2f}x",
+                    "ratio": round(gain / reference_gain, 2)})
     return out
 
 
@@ -300,10 +347,21 @@ def main() -> dict:
     parser.add_argument("--scaling", action="store_true", help="also 2x and 4x the voxels: time per voxel, memory")
     parser.add_argument("--data", help="keep the synthetic volumes in this folder and reuse them (default: made anew)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the three measurements, interleaved")
+    parser.add_argument("--fewer-cores", default="1",
+                        help="comma-separated numbers of cores (fewer than this machine's) on which alfine and the "
+                             "end-to-end reference also run each round, to show how much each gains from the cores "
+                             "(default 1; none: '')")
+    parser.add_argument("--cores", type=int, help=argparse.SUPPRESS)  # a child: run on this many cores only
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    try:
+        fewer_cores = tuple(int(c) for c in args.fewer_cores.split(",") if c.strip())
+    except ValueError:
+        parser.error(f"--fewer-cores must be comma-separated integers, got {args.fewer_cores!r}")
+    if args.cores:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
     if args.child:
         kind, root = args.child[0], args.child[1]
         if kind == "make":
@@ -325,7 +383,7 @@ def main() -> dict:
     for factor in factors:
         side = int(round(256 * (args.scale * factor) ** (1 / 3)))
         print(f"== {side}^3, {args.workers} workers", file=sys.stderr, flush=True)
-        runs.append(measure(side, args.workers, args.data, args.repeats))
+        runs.append(measure(side, args.workers, args.data, args.repeats, fewer_cores))
     result = {
         "benchmark": "relabel", "threshold": THRESHOLD, "connectivity": CONNECTIVITY, "input_chunks": [CHUNK] * 3,
         **runs[0], "rows": rows(runs),
