@@ -372,6 +372,7 @@ merge_by_mean_affinity(PyObject *self, PyObject *args)
                           &small, &parent_obj)) {
         return NULL;
     }
+    PyObject *result = NULL;  /* None once merged; NULL with an error set */
     Py_buffer views[5];
     PyObject *objects[5] = {pairs_obj, sums_obj, counts_obj, parent_obj, sizes_obj};
     const char *names[5] = {"pairs", "sums", "counts", "parent", "sizes"};
@@ -405,16 +406,13 @@ merge_by_mean_affinity(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "a pair joins node %llu to itself", (unsigned long long)bad);
     }
     else {
-        for (int i = 0; i < held; i++) {
-            PyBuffer_Release(&views[i]);
-        }
-        Py_RETURN_NONE;
+        result = Py_NewRef(Py_None);
     }
 release:
     for (int i = 0; i < held; i++) {
         PyBuffer_Release(&views[i]);
     }
-    return NULL;
+    return result;
 }
 
 /* -- growing fragments -------------------------------------------------------------------------------------- */
@@ -528,6 +526,7 @@ grow(PyObject *self, PyObject *args)
                           &threshold, &seeds_obj)) {
         return NULL;
     }
+    PyObject *result = NULL;  /* None once grown; NULL with an error set */
     Py_buffer views[6];  /* labels, shape, affinities, axes, deltas, seeds */
     PyObject *objects[6] = {labels_obj, shape_obj, affinities_obj, axes_obj, deltas_obj, seeds_obj};
     const char *names[6] = {"labels", "shape", "affinities", "axes", "deltas", "seeds"};
@@ -576,17 +575,15 @@ grow(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     if (failed) {
         PyErr_NoMemory();
-        goto release;
     }
-    for (int i = 0; i < count; i++) {
-        PyBuffer_Release(&views[i]);
+    else {
+        result = Py_NewRef(Py_None);
     }
-    Py_RETURN_NONE;
 release:
     for (int i = 0; i < count; i++) {
         PyBuffer_Release(&views[i]);
     }
-    return NULL;
+    return result;
 }
 
 /* -- the rounds of new seeds -------------------------------------------------------------------------------- */
