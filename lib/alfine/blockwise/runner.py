@@ -270,4 +270,3 @@ def _run_daisy(name, layout, process, markers, done, workers, max_retries, launc
         raise blocks_failed(name, failed, total, max_retries, error, folder)
     log.debug("daisy: completed %s, skipped %s", state.completed_count, state.skipped_count)
     return {"blocks": total, "processed": int(state.completed_count - state.skipped_count), "skipped": len(done)}
-
