@@ -2,11 +2,9 @@
 for give, ties included: greedy merging (alfine.postprocess.merging), growing fragments and the depths of the
 rounds of new seeds (alfine.postprocess.agglomeration)."""
 
-import shutil
-import sysconfig
-
 import numpy as np
 import pytest
+from compiler_helpers import skip_without_c_compiler
 
 from alfine.postprocess import agglomeration, merging
 
@@ -14,9 +12,7 @@ compiled = pytest.mark.skipif(not merging.COMPILED, reason="alfine._agglomeratio
 
 
 def test_the_compiled_module_is_built_where_a_c_compiler_is():
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no C compiler ({compiler}): the install leaves the module out")
+    skip_without_c_compiler()
     assert merging.COMPILED and agglomeration._compiled is not None
 
 

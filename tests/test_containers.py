@@ -63,8 +63,9 @@ def test_a_wheel_of_alfine_holds_every_module_and_the_compiled_one(tmp_path):
     import shutil
     import subprocess
     import sys
-    import sysconfig
     import zipfile
+
+    from compiler_helpers import c_compiler
 
     source = tmp_path / "opt-alfine"
     for kind, argument in instructions(ROOT / "containers" / "Dockerfile.slim"):
@@ -80,6 +81,6 @@ def test_a_wheel_of_alfine_holds_every_module_and_the_compiled_one(tmp_path):
                 for p in (ROOT / "lib" / "alfine").rglob("*.py")}
     expected |= {f"alfine_tools/{p.relative_to(ROOT / 'tools').as_posix()}" for p in (ROOT / "tools").rglob("*.py")}
     assert len(expected) > 100 and not expected - names
-    if shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]):
+    if c_compiler() is not None:
         for module in ("_labels", "_agglomeration"):
             assert any(re.fullmatch(rf"alfine/{module}\..*\.so", name) for name in names), module

@@ -1,11 +1,9 @@
 """The single passes over labels (alfine.segmentation.kernels): the compiled module and numpy's fallback both give
 what np.bincount and a Python dictionary give, at any length, with ids anywhere in uint64."""
 
-import shutil
-import sysconfig
-
 import numpy as np
 import pytest
+from compiler_helpers import skip_without_c_compiler
 
 from alfine.segmentation import kernels
 
@@ -21,9 +19,7 @@ def passes(request, monkeypatch):
 
 
 def test_the_compiled_module_is_built_where_a_c_compiler_is():
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no C compiler ({compiler}): the install leaves the module out")
+    skip_without_c_compiler()
     assert kernels.COMPILED
 
 
